@@ -1,0 +1,47 @@
+//! The crate's error type: every failure names what went wrong and, where there is one, the
+//! file it concerns.
+
+use std::path::PathBuf;
+
+/// Errors of the dealias library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model file could not be read or parsed.
+    #[error("{path}: {message}")]
+    ModelFile { path: PathBuf, message: String },
+    /// A model value (not tied to a file) is inconsistent or unsupported.
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    /// An audio file or buffer is unusable.
+    #[error("{0}")]
+    Audio(String),
+    /// An argument is out of range or inconsistent.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An I/O failure with the path it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Training stopped because the loss or a weight became NaN/Inf.
+    #[error("{0}")]
+    NonFinite(String),
+    /// The run was interrupted (Ctrl-C); a checkpoint was written.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! dealias: remove aliasing from neural models of guitar amps and pedals.
+//!
+//! The library follows the data flow of the method (Carson, Wright & Bilbao, DAFx25):
+//! [`formats`] (model files ⇄ model values) → [`models`] (forward and backward passes) →
+//! [`dsp`] (tones, windows, filters, harmonic resynthesis) → [`loss`] (ESR, NMR, MRSL) →
+//! [`train`] (Adam, truncated BPTT, teacher–student fine-tuning) → [`eval`] (metrics, plots,
+//! reports). The `dealias` binary is a thin command-line layer over this crate.
+
+pub mod error;
+pub mod formats;
+pub mod models;
+
+pub use error::{Error, Result};
+pub use formats::{load_model, save_model, Format};
+pub use models::{Model, Network, Real};

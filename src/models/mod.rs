@@ -1,0 +1,208 @@
+//! Neural network models of audio effects: their values (weights and settings) and their
+//! forward passes.
+//!
+//! A [`Model`] is a [`Network`] plus the sample rate it was trained at. Networks store their
+//! weights in f64 (the exact values read from the file) and run in f64 or f32 through the
+//! generic [`Real`] trait. Streaming processors ([`Processor`]) keep the recurrent state or
+//! convolution history between blocks, so that processing consecutive blocks gives exactly the
+//! result of one call on the whole signal.
+
+pub mod activations;
+pub mod linear;
+pub mod rnn;
+pub mod wavenet;
+
+pub use activations::Activation;
+pub use linear::Linear;
+pub use rnn::{Cell, Rnn, RnnLayer};
+pub use wavenet::{Conv1d, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray};
+
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// Floating-point type a network can run in (f32 or f64).
+pub trait Real:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + Default
+    + Debug
+    + Send
+    + Sync
+    + Sum
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + 'static
+{
+    /// Converts from f64 (rounding to nearest for f32).
+    fn from_f64_lossy(v: f64) -> Self;
+    /// Widens to f64.
+    fn to_f64_exact(self) -> f64;
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn from_f64_lossy(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64_exact(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn from_f64_lossy(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_f64_exact(self) -> f64 {
+        self
+    }
+}
+
+/// Converts a slice of f64 weights to `T`.
+pub fn cast_vec<T: Real>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64_lossy(x)).collect()
+}
+
+/// The network of a model: one of the supported architectures.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Network {
+    /// LSTM or GRU layers followed by a linear head (GuitarML, NAM LSTM).
+    Rnn(Rnn),
+    /// NAM WaveNet (stacks of dilated convolutions).
+    WaveNet(WaveNet),
+    /// A plain FIR filter (NAM `Linear`).
+    Linear(Linear),
+}
+
+/// A model: a network and the sample rate it expects.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The network's weights and settings.
+    pub network: Network,
+    /// Sample rate in Hz the model was trained at, when the file states one.
+    pub sample_rate: Option<f64>,
+    /// Everything the file held besides the weights, kept so that saving is lossless.
+    pub source: crate::formats::Source,
+}
+
+/// A streaming processor: runs a network block by block, keeping its state in between.
+pub trait Processor<T: Real>: Send {
+    /// Processes `input` into `output` (same length), continuing from the current state.
+    fn process(&mut self, input: &[T], output: &mut [T]);
+    /// Returns to the initial state (zero history, or the file's initial state).
+    fn reset(&mut self);
+}
+
+impl Network {
+    /// Total number of trainable parameters (every weight the file format stores).
+    pub fn num_params(&self) -> usize {
+        match self {
+            Network::Rnn(m) => m.num_params(),
+            Network::WaveNet(m) => m.num_params(),
+            Network::Linear(m) => m.num_params(),
+        }
+    }
+
+    /// All parameters as one flat vector, in the network's canonical order
+    /// (the same order [`Network::set_params`] and the gradients use).
+    pub fn params(&self) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.num_params());
+        // The visitor hands out `&mut` tensors; a clone keeps `params` a `&self` method
+        // (parameter vectors are small next to the work done with them).
+        self.clone()
+            .visit_params(&mut |w: &mut Vec<f64>| out.extend_from_slice(w));
+        out
+    }
+
+    /// Visits every parameter tensor in canonical order.
+    pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Vec<f64>)) {
+        match self {
+            Network::Rnn(m) => m.visit_params(f),
+            Network::WaveNet(m) => m.visit_params(f),
+            Network::Linear(m) => m.visit_params(f),
+        }
+    }
+
+    /// Sets all parameters from a flat vector in canonical order.
+    pub fn set_params(&mut self, p: &[f64]) -> crate::Result<()> {
+        if p.len() != self.num_params() {
+            return Err(crate::Error::InvalidArgument(format!(
+                "parameter vector has {} values, the network has {}",
+                p.len(),
+                self.num_params()
+            )));
+        }
+        let mut at = 0;
+        let mut take = |w: &mut Vec<f64>| {
+            let n = w.len();
+            w.copy_from_slice(&p[at..at + n]);
+            at += n;
+        };
+        self.visit_params(&mut take);
+        Ok(())
+    }
+
+    /// Short name of the architecture ("LSTM", "GRU", "WaveNet", "Linear").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Network::Rnn(m) => match m.cell {
+                Cell::Lstm => "LSTM",
+                Cell::Gru => "GRU",
+            },
+            Network::WaveNet(_) => "WaveNet",
+            Network::Linear(_) => "Linear",
+        }
+    }
+
+    /// Receptive field in samples for convolutional networks (1 for recurrent ones, whose
+    /// memory is their state).
+    pub fn receptive_field(&self) -> usize {
+        match self {
+            Network::Rnn(_) => 1,
+            Network::WaveNet(m) => m.receptive_field(),
+            Network::Linear(m) => m.weights.len(),
+        }
+    }
+
+    /// A streaming processor in precision `T`, starting from the initial state.
+    pub fn processor<T: Real>(&self) -> Box<dyn Processor<T>> {
+        match self {
+            Network::Rnn(m) => Box::new(rnn::RnnProcessor::<T>::new(m)),
+            Network::WaveNet(m) => Box::new(wavenet::WaveNetProcessor::<T>::new(m)),
+            Network::Linear(m) => Box::new(linear::LinearProcessor::<T>::new(m)),
+        }
+    }
+
+    /// Runs the network over `input` from its initial state (zero history / zero state, or
+    /// the file's initial state), as the plugins do. Output has the input's length.
+    pub fn process<T: Real>(&self, input: &[T]) -> Vec<T> {
+        let mut out = vec![T::zero(); input.len()];
+        self.processor::<T>().process(input, &mut out);
+        out
+    }
+
+    /// Checks that every weight is finite; names the first one that is not.
+    pub fn check_finite(&self) -> crate::Result<()> {
+        match self.params().iter().position(|v| !v.is_finite()) {
+            None => Ok(()),
+            Some(i) => Err(crate::Error::InvalidModel(format!(
+                "weight {} of {} is not finite",
+                i,
+                self.num_params()
+            ))),
+        }
+    }
+}
+
+impl Model {
+    /// Runs the model over `input` from its initial state (see [`Network::process`]).
+    pub fn process<T: Real>(&self, input: &[T]) -> Vec<T> {
+        self.network.process(input)
+    }
+}
