@@ -8,7 +8,9 @@
 
 pub mod error;
 pub mod formats;
+pub mod io;
 pub mod models;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use formats::{load_model, save_model, Format};

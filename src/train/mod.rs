@@ -1,0 +1,5 @@
+//! Teacher–student fine-tuning (paper sec. 2.5, spec secs. 1, 4, 6): the optimiser,
+//! checkpoints, and the training loop.
+
+pub mod adam;
+pub mod checkpoint;
