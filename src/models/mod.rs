@@ -9,6 +9,7 @@
 
 pub mod activations;
 pub mod linear;
+pub mod oversample;
 pub mod rnn;
 pub mod wavenet;
 

@@ -1,0 +1,2 @@
+//! Signal processing.
+pub mod resample;
