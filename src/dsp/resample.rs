@@ -28,7 +28,7 @@ pub fn upsample(x: &[f64], factor: usize) -> Vec<f64> {
         .expect("FFT sizes match");
     let mut big = vec![Complex64::new(0.0, 0.0); m / 2 + 1];
     big[..spec.len()].copy_from_slice(&spec);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         // The old Nyquist bin holds both the +fs/2 and -fs/2 components: keep half of it.
         big[n / 2] *= 0.5;
     }
@@ -52,7 +52,7 @@ pub fn downsample(x: &[f64], factor: usize) -> Vec<f64> {
         return x.to_vec();
     }
     assert!(
-        x.len() % factor == 0,
+        x.len().is_multiple_of(factor),
         "signal length {} is not a multiple of the factor {factor}",
         x.len()
     );
@@ -66,7 +66,7 @@ pub fn downsample(x: &[f64], factor: usize) -> Vec<f64> {
         .process(&mut input, &mut spec)
         .expect("FFT sizes match");
     let mut small: Vec<Complex64> = spec[..n / 2 + 1].to_vec();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         // The new Nyquist bin must be real; its image at -fs'/2 is the conjugate, so the
         // real part, doubled, is the sum of both images' contributions.
         small[n / 2] = Complex64::new(2.0 * small[n / 2].re, 0.0);
