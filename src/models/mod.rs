@@ -11,6 +11,7 @@ pub mod activations;
 pub mod linear;
 pub mod rnn;
 pub mod wavenet;
+pub mod wavenet_train;
 
 pub use activations::Activation;
 pub use linear::Linear;
