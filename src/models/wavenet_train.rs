@@ -417,7 +417,7 @@ fn activate_block<T: Real>(
 /// bits. libm's scalar `tanh` was a sixth of the training time.
 #[inline(always)]
 fn tanh_f64(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52: adding it rounds to an integer
                                                 // e^-80 < 2^-115 makes tanh = 1 in f64; the clamp keeps 2^k a normal number.
