@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
-use dealias::models::{Activation, Conv1d, WaveNet, WaveNetLayer, WaveNetLayerArray};
+use dealias::models::{Activation, Conv1d, Network, WaveNet, WaveNetLayer, WaveNetLayerArray};
 use dealias::Real;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -133,10 +133,17 @@ fn report<T: Real>(name: &str, net: &WaveNet) {
             }
         });
     let batch = s.elapsed().as_secs_f64();
+    // The streaming inference processor (hand-written axpy loops) on the same input, for the
+    // choice of matrix products: its forward does about a third of the trainer's flops.
+    let network = Network::WaveNet(net.clone());
+    let s = Instant::now();
+    let _ = network.process::<T>(&x);
+    let tp = s.elapsed().as_secs_f64();
     println!(
         "{name}: {} params, {} + {} samples: forward {:.1} ms, backward {:.1} ms, item {:.3} s, \
          {:.0} samples/s, {:.2} GFLOP/item, {:.1} GFLOP/s; batch of {BATCH} on {threads} threads: \
-         {:.2} s measured ({:.2} s implied by one item)",
+         {:.2} s measured ({:.2} s implied by one item); inference processor forward {:.1} ms \
+         ({:.1} GFLOP/s)",
         t.num_params(),
         N,
         t.context(),
@@ -148,6 +155,8 @@ fn report<T: Real>(name: &str, net: &WaveNet) {
         flops / per * 1e-9,
         batch,
         per * BATCH as f64 / threads as f64,
+        tp * 1e3,
+        flops / 3.0 / tp * 1e-9,
     );
 }
 
