@@ -12,6 +12,7 @@ pub mod linear;
 pub mod oversample;
 pub mod rnn;
 pub mod wavenet;
+pub mod wavenet_train;
 
 pub use activations::Activation;
 pub use linear::Linear;
