@@ -57,8 +57,8 @@ pub struct Checkpoint {
     pub best_score: Option<f64>,
     pub best_params: Option<Vec<f64>>,
     pub epochs_without_improvement: usize,
-    /// Validation history: (epoch, step, NMR-S mean dB, ESR-T mean dB).
-    pub history: Vec<(usize, u64, f64, f64)>,
+    /// Validation history: (epoch, step, NMR-S mean dB, ESR-T mean dB, score, improved).
+    pub history: Vec<(usize, u64, f64, f64, f64, bool)>,
     /// Wall-clock seconds spent in training before this checkpoint.
     pub elapsed_seconds: f64,
 }
@@ -131,7 +131,7 @@ mod tests {
             best_score: Some(-12.5),
             best_params: Some(vec![1.0, 2.0, 3.0]),
             epochs_without_improvement: 0,
-            history: vec![(0, 10, -3.0, -20.0)],
+            history: vec![(0, 10, -3.0, -20.0, 0.25, true)],
             elapsed_seconds: 1.5,
         };
         ck.save(&path).unwrap();

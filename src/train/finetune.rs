@@ -1,0 +1,841 @@
+//! The teacher–student fine-tuning loop (paper sec. 2, Fig. 1; spec secs. 1, 4, 6).
+//!
+//! Each batch: draw random sine tones (eqs. 3–5), run them through the frozen teacher (f64,
+//! from zero state), keep the last second and remove its aliasing by harmonic analysis and
+//! resynthesis (eqs. 6–12) to get the targets. The student then plays the same tones:
+//! - recurrent networks warm their state on the first 0.2 s without gradient, then truncated
+//!   BPTT over frames of 0.1 s, one loss/backward/Adam step per frame, the state carried
+//!   (detached) into the next frame;
+//! - WaveNets process the analysed second in frames of 0.5 s, each fed with the receptive
+//!   field of input that precedes it.
+//!
+//! The loss is eq. 17 as published (spec sec. 4): `w_esr ESR + w_nmr NMR_lin + w_dc DC` on
+//! low-passed signals. Batch items run in parallel: the batch is split into one sub-batch per
+//! thread and the gradients are summed in sub-batch order, so a run is deterministic for a
+//! given seed and thread count.
+//!
+//! After every epoch a validation pass over a subset of the evaluation sine set (sec. 2.6)
+//! keeps the best student and stops early when it has not improved for `patience` epochs.
+//! Checkpoints are taken between batches, so a resumed run continues exactly as an
+//! uninterrupted one would.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::adam::{Adam, AdamConfig};
+use super::checkpoint::{Checkpoint, RngState, CHECKPOINT_VERSION};
+use crate::dsp::harmonics::HarmonicAnalyzer;
+use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator};
+use crate::loss::metrics::SineSetAnalyzer;
+use crate::loss::{BatchLoss, FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
+use crate::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
+use crate::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
+use crate::models::{cast_vec, Network, Real};
+use crate::{Error, Result};
+
+/// Arithmetic precision of the student during training (the teacher and the loss are f64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F64,
+    F32,
+}
+
+/// Settings of a fine-tuning run. `None` fields take the architecture's default (paper /
+/// published runs): batch 40 (RNN) or 32 (WaveNet), tones of 1.2 s (RNN) or 1.05 s (WaveNet),
+/// frames of 0.1 s (RNN) or 0.5 s (WaveNet).
+#[derive(Clone, Debug)]
+pub struct FinetuneConfig {
+    pub seed: u64,
+    pub sample_rate: f64,
+    pub tones_per_epoch: usize,
+    pub batch_size: Option<usize>,
+    pub tone_seconds: Option<f64>,
+    pub frame_seconds: Option<f64>,
+    pub weights: LossWeights,
+    pub pre_emphasis: PreEmphasis,
+    pub adam: AdamConfig,
+    pub precision: Precision,
+    /// Sub-batches run in parallel (and the unit of determinism).
+    pub threads: usize,
+    pub max_steps: Option<u64>,
+    pub max_epochs: Option<usize>,
+    pub max_duration: Option<Duration>,
+    /// Stop after this many validations without improvement (`None`: never).
+    pub patience: Option<usize>,
+    /// Validate after this many batches (`None`: once per epoch).
+    pub validate_every_batches: Option<usize>,
+    /// Every how many semitones of the evaluation sine set the validation uses.
+    pub validation_stride: usize,
+    pub checkpoint_path: Option<PathBuf>,
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            seed: 0,
+            sample_rate: 44100.0,
+            tones_per_epoch: 1600,
+            batch_size: None,
+            tone_seconds: None,
+            frame_seconds: None,
+            weights: LossWeights::default(),
+            pre_emphasis: PreEmphasis::Lowpass,
+            adam: AdamConfig::default(),
+            precision: Precision::F64,
+            threads: rayon::current_num_threads(),
+            max_steps: None,
+            max_epochs: Some(100),
+            max_duration: None,
+            patience: Some(5),
+            validate_every_batches: None,
+            validation_stride: 3,
+            checkpoint_path: None,
+            checkpoint_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The sample counts a configuration resolves to for one network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub batch: usize,
+    /// Samples per training tone.
+    pub tone_len: usize,
+    /// Samples analysed (the last `analysed` of the tone; `N = fs`).
+    pub analysed: usize,
+    /// Samples per TBPTT frame / WaveNet frame (one optimiser step each).
+    pub frame_len: usize,
+    /// Frames (steps) per batch.
+    pub frames: usize,
+    pub batches_per_epoch: usize,
+}
+
+impl Schedule {
+    /// Resolves `config` for `net`.
+    pub fn new(net: &Network, config: &FinetuneConfig) -> Result<Self> {
+        let fs = config.sample_rate;
+        if !(fs > 0.0 && fs.fract() == 0.0 && (fs as u64).is_multiple_of(2)) {
+            return Err(Error::InvalidArgument(format!(
+                "fine-tuning needs an even integer sample rate (the analysis length is fs), got {fs}"
+            )));
+        }
+        let recurrent = matches!(net, Network::Rnn(_));
+        if matches!(net, Network::Linear(_)) {
+            return Err(Error::InvalidArgument(
+                "a Linear (FIR) model cannot alias; there is nothing to fine-tune".into(),
+            ));
+        }
+        let batch = config.batch_size.unwrap_or(if recurrent { 40 } else { 32 });
+        let tone_s = config
+            .tone_seconds
+            .unwrap_or(if recurrent { 1.2 } else { 1.05 });
+        let frame_s = config
+            .frame_seconds
+            .unwrap_or(if recurrent { 0.1 } else { 0.5 });
+        let analysed = fs as usize;
+        let tone_len = (tone_s * fs).round() as usize;
+        let frame_len = (frame_s * fs).round() as usize;
+        if tone_len < analysed {
+            return Err(Error::InvalidArgument(format!(
+                "tones of {tone_s} s are shorter than the analysed second"
+            )));
+        }
+        if frame_len == 0 || !analysed.is_multiple_of(frame_len) {
+            return Err(Error::InvalidArgument(format!(
+                "the frame length ({frame_s} s = {frame_len} samples) must divide the analysed second ({analysed} samples)"
+            )));
+        }
+        if batch == 0 || config.tones_per_epoch < batch {
+            return Err(Error::InvalidArgument(format!(
+                "batch size {batch} must be between 1 and the tones per epoch ({})",
+                config.tones_per_epoch
+            )));
+        }
+        Ok(Schedule {
+            batch,
+            tone_len,
+            analysed,
+            frame_len,
+            frames: analysed / frame_len,
+            batches_per_epoch: config.tones_per_epoch / batch,
+        })
+    }
+
+    /// Index of the first analysed sample in a tone.
+    pub fn analysis_start(&self) -> usize {
+        self.tone_len - self.analysed
+    }
+}
+
+/// Something that happened during training, for progress display.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// An optimiser step finished.
+    Step {
+        step: u64,
+        epoch: usize,
+        loss: BatchLoss,
+        steps_per_second: f64,
+    },
+    /// A validation pass finished.
+    Validation(ValidationResult),
+    /// A checkpoint was written.
+    Checkpoint { path: PathBuf, step: u64 },
+}
+
+/// Validation metrics of the student (means over the validation tones).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ValidationResult {
+    pub epoch: usize,
+    pub step: u64,
+    /// NMR-S, mean of per-tone dB values.
+    pub nmr_s_db: f64,
+    /// ESR-T, mean of per-tone dB values.
+    pub esr_t_db: f64,
+    /// The training objective on the validation tones (lower is better):
+    /// `w_esr mean(ESR-T) + w_nmr 10^(mean dB NMR-T / 10)`.
+    pub score: f64,
+    pub improved: bool,
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    MaxSteps,
+    MaxEpochs,
+    TimeBudget,
+    EarlyStopping,
+    Interrupted,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug)]
+pub struct FinetuneOutcome {
+    /// The best student by validation score (the last one if never validated).
+    pub best: Network,
+    /// The student after the last step.
+    pub last: Network,
+    pub steps: u64,
+    pub epochs: usize,
+    pub elapsed: Duration,
+    pub stop: StopReason,
+    pub history: Vec<ValidationResult>,
+}
+
+/// Validation set: a subset of the evaluation sine set and the teacher's outputs on it.
+struct Validation {
+    tones: Vec<EvalTone>,
+    teacher_out: Vec<Vec<f64>>,
+    analyzer: SineSetAnalyzer,
+    fs: f64,
+}
+
+impl Validation {
+    fn new(teacher: &Network, fs: f64, stride: usize) -> Result<Self> {
+        let tones: Vec<EvalTone> = eval_sine_set()
+            .into_iter()
+            .filter(|t| (t.midi as usize - 21).is_multiple_of(stride.max(1)))
+            .collect();
+        let len = eval_tone_len(fs);
+        let teacher_out = tones
+            .par_iter()
+            .map(|t| teacher.process::<f64>(&t.tone.render(fs, len)))
+            .collect();
+        Ok(Validation {
+            tones,
+            teacher_out,
+            analyzer: SineSetAnalyzer::new(fs)?,
+            fs,
+        })
+    }
+
+    fn evaluate(&self, student: &Network, w: LossWeights) -> Result<(f64, f64, f64)> {
+        let len = eval_tone_len(self.fs);
+        let per_tone: Vec<_> = self
+            .tones
+            .par_iter()
+            .zip(&self.teacher_out)
+            .map(|(t, yt)| {
+                let y = student.process::<f64>(&t.tone.render(self.fs, len));
+                self.analyzer.tone_metrics(&y, t.tone.f0, Some(yt))
+            })
+            .collect::<Result<_>>()?;
+        let n = per_tone.len() as f64;
+        let db = |v: f64| 10.0 * v.max(1e-30).log10();
+        let nmr_s_db = per_tone.iter().map(|m| db(m.nmr_s)).sum::<f64>() / n;
+        let esr_t_db = per_tone.iter().map(|m| db(m.esr_t.unwrap_or(0.0))).sum::<f64>() / n;
+        let esr_t_mean = per_tone.iter().map(|m| m.esr_t.unwrap_or(0.0)).sum::<f64>() / n;
+        let nmr_t_db = per_tone.iter().map(|m| db(m.nmr_t.unwrap_or(0.0))).sum::<f64>() / n;
+        let score = w.esr * esr_t_mean + w.nmr * 10f64.powf(nmr_t_db / 10.0);
+        Ok((nmr_s_db, esr_t_db, score))
+    }
+}
+
+/// Splits `n` items into `parts` contiguous ranges of nearly equal size.
+fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    (0..parts)
+        .map(|i| (i * n / parts)..((i + 1) * n / parts))
+        .collect()
+}
+
+/// One batch of training data: the tones, their input signals and alias-free targets
+/// (the last `analysed` samples).
+struct Batch {
+    inputs: Vec<Vec<f64>>,
+    targets: Vec<Vec<f64>>,
+}
+
+/// A fine-tuning run in progress.
+pub struct Finetuner {
+    teacher: Network,
+    student: Network,
+    config: FinetuneConfig,
+    schedule: Schedule,
+    loss: FineTuneLoss,
+    analyzer: HarmonicAnalyzer,
+    validation: Validation,
+    adam: Adam,
+    tones: ToneGenerator,
+    step: u64,
+    epoch: usize,
+    batch_in_epoch: usize,
+    best_score: Option<f64>,
+    best_params: Option<Vec<f64>>,
+    since_improvement: usize,
+    history: Vec<ValidationResult>,
+    elapsed_before: Duration,
+}
+
+impl Finetuner {
+    /// Starts a run: the student is a copy of `teacher`.
+    pub fn new(teacher: &Network, config: FinetuneConfig) -> Result<Self> {
+        teacher.check_finite()?;
+        let schedule = Schedule::new(teacher, &config)?;
+        let fs = config.sample_rate;
+        Ok(Finetuner {
+            student: teacher.clone(),
+            loss: FineTuneLoss::new(fs, config.weights, config.pre_emphasis)?,
+            analyzer: HarmonicAnalyzer::new(schedule.analysed, fs)?,
+            validation: Validation::new(teacher, fs, config.validation_stride)?,
+            adam: Adam::new(teacher.num_params(), config.adam),
+            tones: ToneGenerator::new(config.seed),
+            teacher: teacher.clone(),
+            schedule,
+            config,
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            best_score: None,
+            best_params: None,
+            since_improvement: 0,
+            history: Vec::new(),
+            elapsed_before: Duration::ZERO,
+        })
+    }
+
+    /// The resolved sample counts.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// A fingerprint of everything that determines the result, to refuse resuming a
+    /// checkpoint of another run.
+    fn fingerprint(&self) -> String {
+        let c = &self.config;
+        let teacher_sum: f64 = self
+            .teacher
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + (i % 97) as f64))
+            .sum();
+        format!(
+            "seed={} fs={} tones={} sched={:?} w={:?} pre={:?} adam={:?} prec={:?} threads={} val={} teacher={:e}/{}",
+            c.seed,
+            c.sample_rate,
+            c.tones_per_epoch,
+            self.schedule,
+            c.weights,
+            c.pre_emphasis,
+            c.adam,
+            c.precision,
+            c.threads,
+            c.validation_stride,
+            teacher_sum,
+            self.teacher.num_params()
+        )
+    }
+
+    /// The resumable state at the current batch boundary.
+    pub fn checkpoint(&self, elapsed: Duration) -> Checkpoint {
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            config_fingerprint: self.fingerprint(),
+            params: self.student.params(),
+            adam: self.adam.clone(),
+            rng: RngState::capture(self.tones.rng()),
+            step: self.step,
+            batch_in_epoch: self.batch_in_epoch,
+            epoch: self.epoch,
+            best_score: self.best_score,
+            best_params: self.best_params.clone(),
+            epochs_without_improvement: self.since_improvement,
+            history: self
+                .history
+                .iter()
+                .map(|v| (v.epoch, v.step, v.nmr_s_db, v.esr_t_db, v.score, v.improved))
+                .collect(),
+            elapsed_seconds: elapsed.as_secs_f64(),
+        }
+    }
+
+    /// Continues from a checkpoint of the same run (same teacher and settings).
+    pub fn resume(&mut self, ck: &Checkpoint) -> Result<()> {
+        if ck.config_fingerprint != self.fingerprint() {
+            return Err(Error::InvalidArgument(format!(
+                "the checkpoint belongs to another run (different model or settings):\n  checkpoint: {}\n  this run:   {}",
+                ck.config_fingerprint,
+                self.fingerprint()
+            )));
+        }
+        self.student.set_params(&ck.params)?;
+        self.adam = ck.adam.clone();
+        self.tones = ToneGenerator::from_rng(ck.rng.restore());
+        self.step = ck.step;
+        self.epoch = ck.epoch;
+        self.batch_in_epoch = ck.batch_in_epoch;
+        self.best_score = ck.best_score;
+        self.best_params = ck.best_params.clone();
+        self.since_improvement = ck.epochs_without_improvement;
+        self.history = ck
+            .history
+            .iter()
+            .map(
+                |&(epoch, step, nmr_s_db, esr_t_db, score, improved)| ValidationResult {
+                    epoch,
+                    step,
+                    nmr_s_db,
+                    esr_t_db,
+                    score,
+                    improved,
+                },
+            )
+            .collect();
+        self.elapsed_before = Duration::from_secs_f64(ck.elapsed_seconds);
+        Ok(())
+    }
+
+    /// Draws the next batch of tones and builds their alias-free teacher targets.
+    fn next_batch(&mut self) -> Result<Batch> {
+        let fs = self.config.sample_rate;
+        let tones: Vec<Tone> = self.tones.tones(self.schedule.batch);
+        let len = self.schedule.tone_len;
+        let analyzer = &self.analyzer;
+        let teacher = &self.teacher;
+        let pairs: Vec<(Vec<f64>, Vec<f64>)> = tones
+            .par_iter()
+            .map(|t| {
+                let x = t.render(fs, len);
+                let y = teacher.process::<f64>(&x);
+                let (_, clean) = analyzer.remove_aliasing(&y, t.f0)?;
+                Ok((x, clean))
+            })
+            .collect::<Result<_>>()?;
+        let (inputs, targets) = pairs.into_iter().unzip();
+        Ok(Batch { inputs, targets })
+    }
+
+    /// Runs until a stopping condition; `stop` (set by a Ctrl-C handler, say) interrupts
+    /// between steps, after which the last batch-boundary checkpoint is written.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<FinetuneOutcome> {
+        match self.config.precision {
+            Precision::F64 => self.run_in::<f64>(stop, on_event),
+            Precision::F32 => self.run_in::<f32>(stop, on_event),
+        }
+    }
+
+    fn run_in<T: Real>(
+        &mut self,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<FinetuneOutcome> {
+        let started = Instant::now();
+        let elapsed = |s: &Self| s.elapsed_before + started.elapsed();
+        let mut last_checkpoint = Instant::now();
+        let mut boundary = self.checkpoint(elapsed(self));
+        let mut steps_timer = (Instant::now(), self.step);
+        let reason = loop {
+            if let Some(r) = self.limit_reached(elapsed(self)) {
+                break r;
+            }
+            if stop.load(Ordering::SeqCst) {
+                break StopReason::Interrupted;
+            }
+            let batch = self.next_batch()?;
+            let completed = self.train_batch::<T>(&batch, stop, &mut |s, epoch, loss| {
+                let (t0, s0) = steps_timer;
+                let dt = t0.elapsed().as_secs_f64();
+                let rate = if dt > 0.0 { (s - s0) as f64 / dt } else { 0.0 };
+                if dt > 10.0 {
+                    steps_timer = (Instant::now(), s);
+                }
+                on_event(Event::Step {
+                    step: s,
+                    epoch,
+                    loss,
+                    steps_per_second: rate,
+                })
+            });
+            match completed {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Interrupted mid-batch: roll back to the last batch boundary.
+                    self.write_checkpoint(&boundary, on_event)?;
+                    self.restore_boundary(&boundary)?;
+                    break StopReason::Interrupted;
+                }
+                Err(e) => {
+                    // Keep the last good state on disk before reporting the failure.
+                    self.write_checkpoint(&boundary, on_event)?;
+                    return Err(e);
+                }
+            }
+            self.batch_in_epoch += 1;
+            let end_of_epoch = self.batch_in_epoch == self.schedule.batches_per_epoch;
+            if end_of_epoch {
+                self.batch_in_epoch = 0;
+                self.epoch += 1;
+            }
+            let validate = match self.config.validate_every_batches {
+                Some(k) => (self.epoch * self.schedule.batches_per_epoch + self.batch_in_epoch)
+                    .is_multiple_of(k.max(1)),
+                None => end_of_epoch,
+            };
+            if validate {
+                let v = self.validate()?;
+                on_event(Event::Validation(v));
+            }
+            boundary = self.checkpoint(elapsed(self));
+            if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                self.write_checkpoint(&boundary, on_event)?;
+                last_checkpoint = Instant::now();
+            }
+        };
+        if reason == StopReason::Interrupted {
+            self.write_checkpoint(&boundary, on_event)?;
+        } else if self.history.last().is_none_or(|v| v.step != self.step) {
+            // Judge the final student too, so that the best one is chosen among all.
+            let v = self.validate()?;
+            on_event(Event::Validation(v));
+            boundary = self.checkpoint(elapsed(self));
+            self.write_checkpoint(&boundary, on_event)?;
+        } else {
+            self.write_checkpoint(&boundary, on_event)?;
+        }
+        let mut best = self.student.clone();
+        if let Some(p) = &self.best_params {
+            best.set_params(p)?;
+        }
+        Ok(FinetuneOutcome {
+            best,
+            last: self.student.clone(),
+            steps: self.step,
+            epochs: self.epoch,
+            elapsed: elapsed(self),
+            stop: reason,
+            history: self.history.clone(),
+        })
+    }
+
+    fn restore_boundary(&mut self, ck: &Checkpoint) -> Result<()> {
+        self.resume(ck)
+    }
+
+    fn write_checkpoint(&self, ck: &Checkpoint, on_event: &mut dyn FnMut(Event)) -> Result<()> {
+        if let Some(path) = &self.config.checkpoint_path {
+            ck.save(path)?;
+            on_event(Event::Checkpoint {
+                path: path.clone(),
+                step: ck.step,
+            });
+        }
+        Ok(())
+    }
+
+    fn limit_reached(&self, elapsed: Duration) -> Option<StopReason> {
+        let c = &self.config;
+        if c.max_steps.is_some_and(|m| self.step >= m) {
+            return Some(StopReason::MaxSteps);
+        }
+        if c.max_epochs.is_some_and(|m| self.epoch >= m) {
+            return Some(StopReason::MaxEpochs);
+        }
+        if c.max_duration.is_some_and(|m| elapsed >= m) {
+            return Some(StopReason::TimeBudget);
+        }
+        if c
+            .patience
+            .is_some_and(|p| self.since_improvement >= p && !self.history.is_empty())
+        {
+            return Some(StopReason::EarlyStopping);
+        }
+        None
+    }
+
+    /// Validates the current student, updating the best one.
+    fn validate(&mut self) -> Result<ValidationResult> {
+        let (nmr_s_db, esr_t_db, score) = self
+            .validation
+            .evaluate(&self.student, self.config.weights)?;
+        let improved = self.best_score.is_none_or(|b| score < b);
+        if improved {
+            self.best_score = Some(score);
+            self.best_params = Some(self.student.params());
+            self.since_improvement = 0;
+        } else {
+            self.since_improvement += 1;
+        }
+        let v = ValidationResult {
+            epoch: self.epoch,
+            step: self.step,
+            nmr_s_db,
+            esr_t_db,
+            score,
+            improved,
+        };
+        self.history.push(v);
+        Ok(v)
+    }
+
+    /// Applies one optimiser step with the summed gradient; refuses non-finite values.
+    fn apply_step(&mut self, loss: &BatchLoss, grad: &[f64]) -> Result<()> {
+        if !loss.value.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "the loss or its gradient became NaN/Inf at step {} (loss {}); the last good checkpoint was kept",
+                self.step + 1,
+                loss.value
+            )));
+        }
+        let mut p = self.student.params();
+        self.adam.update(&mut p, grad);
+        self.student.set_params(&p)?;
+        self.step += 1;
+        Ok(())
+    }
+
+    /// Trains on one batch. Returns `Ok(false)` when interrupted before its end.
+    fn train_batch<T: Real>(
+        &mut self,
+        batch: &Batch,
+        stop: &AtomicBool,
+        on_step: &mut dyn FnMut(u64, usize, BatchLoss),
+    ) -> Result<bool> {
+        match &self.student {
+            Network::Rnn(_) => self.train_batch_rnn::<T>(batch, stop, on_step),
+            Network::WaveNet(_) => self.train_batch_wavenet::<T>(batch, stop, on_step),
+            Network::Linear(_) => unreachable!("rejected by Schedule::new"),
+        }
+    }
+
+    fn train_batch_rnn<T: Real>(
+        &mut self,
+        batch: &Batch,
+        stop: &AtomicBool,
+        on_step: &mut dyn FnMut(u64, usize, BatchLoss),
+    ) -> Result<bool> {
+        let sched = self.schedule;
+        let start = sched.analysis_start();
+        let inputs: Vec<Vec<T>> = batch.inputs.iter().map(|x| cast_vec(x)).collect();
+        let ranges = split(sched.batch, self.config.threads);
+        let rnn = |net: &Network| match net {
+            Network::Rnn(r) => RnnTrainer::<T>::new(r),
+            _ => unreachable!(),
+        };
+        struct Sub<T: Real> {
+            range: std::ops::Range<usize>,
+            states: Vec<RnnState<T>>,
+            tape: RnnTape<T>,
+            ys: Vec<Vec<T>>,
+            grad: Vec<T>,
+        }
+        let trainer = rnn(&self.student);
+        let np = trainer.num_params();
+        let mut subs: Vec<Sub<T>> = ranges
+            .into_iter()
+            .map(|r| Sub {
+                states: vec![trainer.initial_state(); r.len()],
+                tape: RnnTape::new(),
+                ys: vec![vec![T::zero(); start.max(sched.frame_len)]; r.len()],
+                grad: vec![T::zero(); np],
+                range: r,
+            })
+            .collect();
+        // Warm the states on the samples before the analysed second, without gradient.
+        subs.par_iter_mut().for_each(|s| {
+            let xs: Vec<&[T]> = inputs[s.range.clone()].iter().map(|x| &x[..start]).collect();
+            let mut ys: Vec<&mut [T]> = s.ys.iter_mut().map(|y| &mut y[..start]).collect();
+            trainer.run(&xs, &mut s.states, &mut ys);
+        });
+        let mut works: Vec<ItemWork> = Vec::new();
+        let mut dys: Vec<Vec<f64>> = vec![vec![0.0; sched.frame_len]; sched.batch];
+        for f in 0..sched.frames {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let trainer = rnn(&self.student);
+            let (a, b) = (start + f * sched.frame_len, start + (f + 1) * sched.frame_len);
+            subs.par_iter_mut().for_each(|s| {
+                let xs: Vec<&[T]> = inputs[s.range.clone()].iter().map(|x| &x[a..b]).collect();
+                let mut ys: Vec<&mut [T]> = s
+                    .ys
+                    .iter_mut()
+                    .map(|y| &mut y[..sched.frame_len])
+                    .collect();
+                trainer.forward(&xs, &mut s.states, &mut s.tape, &mut ys);
+            });
+            let preds: Vec<Vec<f64>> = subs
+                .iter()
+                .flat_map(|s| s.ys.iter().map(|y| y[..sched.frame_len].iter().map(|v| v.to_f64_exact()).collect()))
+                .collect();
+            let fa = f * sched.frame_len;
+            let pred_refs: Vec<&[f64]> = preds.iter().map(|p| p.as_slice()).collect();
+            let tgt_refs: Vec<&[f64]> = batch
+                .targets
+                .iter()
+                .map(|t| &t[fa..fa + sched.frame_len])
+                .collect();
+            let loss = self
+                .loss
+                .batch(&pred_refs, &tgt_refs, &mut works, Some(&mut dys))?;
+            subs.par_iter_mut().for_each(|s| {
+                let dy: Vec<Vec<T>> = dys[s.range.clone()].iter().map(|d| cast_vec(d)).collect();
+                let dy_refs: Vec<&[T]> = dy.iter().map(|d| d.as_slice()).collect();
+                s.grad.iter_mut().for_each(|g| *g = T::zero());
+                // The returned gradient of the frame's initial state is dropped: truncated
+                // BPTT detaches the carried state (spec sec. 6).
+                trainer.backward(&s.tape, &dy_refs, &mut s.grad);
+            });
+            let mut grad = vec![0.0; np];
+            for s in &subs {
+                for (g, &v) in grad.iter_mut().zip(&s.grad) {
+                    *g += v.to_f64_exact();
+                }
+            }
+            self.apply_step(&loss, &grad)?;
+            on_step(self.step, self.epoch, loss);
+        }
+        Ok(true)
+    }
+
+    fn train_batch_wavenet<T: Real>(
+        &mut self,
+        batch: &Batch,
+        stop: &AtomicBool,
+        on_step: &mut dyn FnMut(u64, usize, BatchLoss),
+    ) -> Result<bool> {
+        let sched = self.schedule;
+        let start = sched.analysis_start();
+        let n = sched.frame_len;
+        let mut works: Vec<ItemWork> = Vec::new();
+        let mut dys: Vec<Vec<f64>> = vec![vec![0.0; n]; sched.batch];
+        let ranges = split(sched.batch, self.config.threads);
+        for f in 0..sched.frames {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let trainer = match &self.student {
+                Network::WaveNet(w) => WaveNetTrainer::<T>::new(w),
+                _ => unreachable!(),
+            };
+            let ctx = trainer.context();
+            // Input of item b for this frame: the frame and the receptive field before it
+            // (zeros before the tone's start, as the teacher saw them).
+            let frame_input = |b: usize| -> Vec<T> {
+                let end = start + (f + 1) * n;
+                let first = end as isize - (n + ctx) as isize;
+                (first..end as isize)
+                    .map(|i| {
+                        if i < 0 {
+                            T::zero()
+                        } else {
+                            T::from_f64_lossy(batch.inputs[b][i as usize])
+                        }
+                    })
+                    .collect()
+            };
+            // Pass 1: outputs of every item (the NMR term couples the items through its
+            // batch geometric mean, so every gradient needs every output first).
+            let preds: Vec<Vec<f64>> = ranges
+                .par_iter()
+                .flat_map_iter(|r| {
+                    let mut tape: WaveNetTape<T> = trainer.tape();
+                    let mut y = vec![T::zero(); n];
+                    r.clone()
+                        .map(|b| {
+                            trainer.forward(&frame_input(b), &mut tape, &mut y);
+                            y.iter().map(|v| v.to_f64_exact()).collect::<Vec<f64>>()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let fa = f * n;
+            let pred_refs: Vec<&[f64]> = preds.iter().map(|p| p.as_slice()).collect();
+            let tgt_refs: Vec<&[f64]> = batch.targets.iter().map(|t| &t[fa..fa + n]).collect();
+            let loss = self
+                .loss
+                .batch(&pred_refs, &tgt_refs, &mut works, Some(&mut dys))?;
+            // Pass 2: forward again with the tape and back-propagate, one item at a time
+            // per thread (a tape per item for the whole batch would need gigabytes).
+            let grads: Vec<Vec<T>> = ranges
+                .par_iter()
+                .map(|r| {
+                    let mut tape: WaveNetTape<T> = trainer.tape();
+                    let mut y = vec![T::zero(); n];
+                    let mut g = vec![T::zero(); trainer.num_params()];
+                    for b in r.clone() {
+                        trainer.forward(&frame_input(b), &mut tape, &mut y);
+                        let dy: Vec<T> = cast_vec(&dys[b]);
+                        trainer.backward(&tape, &dy, &mut g);
+                    }
+                    g
+                })
+                .collect();
+            let mut grad = vec![0.0; trainer.num_params()];
+            for g in &grads {
+                for (a, &v) in grad.iter_mut().zip(g) {
+                    *a += v.to_f64_exact();
+                }
+            }
+            self.apply_step(&loss, &grad)?;
+            on_step(self.step, self.epoch, loss);
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_everything_evenly() {
+        let r = split(40, 3);
+        assert_eq!(r, vec![0..13, 13..26, 26..40]);
+        assert_eq!(split(2, 8).len(), 2);
+    }
+}
