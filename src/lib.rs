@@ -6,6 +6,7 @@
 //! [`train`] (Adam, truncated BPTT, teacher–student fine-tuning) → [`eval`] (metrics, plots,
 //! reports). The `dealias` binary is a thin command-line layer over this crate.
 
+pub mod dsp;
 pub mod error;
 pub mod formats;
 pub mod models;
