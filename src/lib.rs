@@ -9,6 +9,7 @@
 pub mod dsp;
 pub mod error;
 pub mod formats;
+pub mod loss;
 pub mod models;
 
 pub use error::{Error, Result};
