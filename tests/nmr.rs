@@ -1,6 +1,8 @@
 //! NMR (spec sec. 5) against a slow, independent computation of the same definition (loops,
 //! a direct DFT, a dense grouping matrix, the spreading written out from the spec), its
 //! behaviour as a masking measure, and its gradient against central finite differences.
+// The reference computation is deliberately written with index loops, as the formulas read.
+#![allow(clippy::needless_range_loop)]
 
 use dealias::loss::bands::PEAQ_BANDS;
 use dealias::loss::nmr::Nmr;

@@ -92,7 +92,7 @@ impl Harmonics {
 impl HarmonicAnalyzer {
     /// An analyser for `n` samples at `fs` Hz. `n` must be even (spec sec. 2).
     pub fn new(n: usize, fs: f64) -> Result<Self> {
-        if n == 0 || n % 2 != 0 {
+        if n == 0 || !n.is_multiple_of(2) {
             return Err(Error::InvalidArgument(format!(
                 "harmonic analysis length must be even and positive, got {n}"
             )));

@@ -43,7 +43,7 @@ impl Stft {
     pub fn new(window: Vec<f64>, hop: usize) -> Self {
         let n = window.len();
         assert!(
-            n >= 2 && n % 2 == 0 && hop > 0,
+            n >= 2 && n.is_multiple_of(2) && hop > 0,
             "STFT needs even N and hop > 0"
         );
         let mut planner = RealFftPlanner::<f64>::new();

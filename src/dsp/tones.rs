@@ -127,7 +127,7 @@ mod tests {
         let s = eval_sine_set();
         assert_eq!(s.len(), 264);
         assert!((s[0].tone.f0 - 27.5).abs() < 1e-12);
-        assert!((s[87].tone.f0 - 4186.009_044_809_578).abs() < 1e-9);
+        assert!((s[87].tone.f0 - 4_186.009_044_809_578).abs() < 1e-9);
         assert!((s[48].tone.f0 - 440.0).abs() < 1e-12);
         assert!((s[0].tone.amplitude - 10f64.powf(-36.0 / 20.0)).abs() < 1e-15);
         assert_eq!(eval_tone_len(44_100.0), 52_920);

@@ -41,7 +41,7 @@ fn chebwin_symmetric(m: usize, at: f64) -> Vec<f64> {
             let v = if x > 1.0 {
                 (order * x.acosh()).cosh()
             } else if x < -1.0 {
-                let sign = if m % 2 == 1 { 1.0 } else { -1.0 };
+                let sign = if !m.is_multiple_of(2) { 1.0 } else { -1.0 };
                 sign * (order * (-x).acosh()).cosh()
             } else {
                 (order * x.acos()).cos()
@@ -49,7 +49,7 @@ fn chebwin_symmetric(m: usize, at: f64) -> Vec<f64> {
             Complex64::new(v, 0.0)
         })
         .collect();
-    if m % 2 == 0 {
+    if m.is_multiple_of(2) {
         // Half-sample shift so that the even-length window is centred.
         for (k, v) in p.iter_mut().enumerate() {
             *v *= Complex64::from_polar(1.0, PI * k as f64 / m as f64);
@@ -59,7 +59,7 @@ fn chebwin_symmetric(m: usize, at: f64) -> Vec<f64> {
     fft.process(&mut p);
     let re: Vec<f64> = p.iter().map(|c| c.re).collect();
     let mut w = Vec::with_capacity(m);
-    if m % 2 == 1 {
+    if !m.is_multiple_of(2) {
         let h = m.div_ceil(2);
         // w = [re[h-1], ..., re[1], re[0], re[1], ..., re[h-1]]
         w.extend((1..h).rev().map(|i| re[i]));

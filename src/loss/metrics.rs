@@ -187,7 +187,13 @@ mod tests {
                 (3.0 * (2.0 * std::f64::consts::PI * f0 * n as f64 / fs).sin()).clamp(-1.0, 1.0)
             })
             .collect();
-        let m = sine_set_metrics(fs, &[y.clone()], &[f0], Some(&[y])).unwrap();
+        let m = sine_set_metrics(
+            fs,
+            std::slice::from_ref(&y),
+            &[f0],
+            Some(std::slice::from_ref(&y)),
+        )
+        .unwrap();
         let t = m.per_tone[0];
         assert!(t.esr_s > 1e-6 && t.esr_s < 1e-1, "{}", t.esr_s);
         assert!(t.nmr_s > 1e-3, "{}", t.nmr_s);

@@ -6,7 +6,8 @@
 //!   periodic Hann of the FFT size;
 //! - frames centred with reflect padding of `N/2` at both ends (as `torch.stft(center=True)`);
 //! - magnitudes `sqrt(max(|X|^2, 1e-8))`, mapped to 128 mel bands (Slaney mel scale, Slaney
-//!   area normalisation, 0 Hz to fs/2; as librosa's default filterbank);
+//!   area normalisation, 0 Hz to fs/2; as librosa's default filterbank), floored at 1e-4 (at
+//!   512 points some low mel triangles fall between bins);
 //! - per resolution, spectral convergence `||S_ref - S||_F / ||S_ref||_F` plus the mean absolute
 //!   difference of natural-log mel magnitudes (auraloss `STFTLoss` with `w_sc = w_log_mag = 1`);
 //! - MRSL = mean over resolutions. Report it in dB as `10 log10(MRSL)`.
@@ -142,7 +143,15 @@ impl MelStftLoss {
                 *m = c.norm_sqr().max(1e-8).sqrt();
             }
             for row in &r.mel {
-                out.push(row.iter().zip(&mag).map(|(w, m)| w * m).sum());
+                // Floored at 1e-4 (the magnitude floor): at 512 points some of the 128 narrow low
+                // mel triangles fall between bins and would be 0 (log undefined).
+                out.push(
+                    row.iter()
+                        .zip(&mag)
+                        .map(|(w, m)| w * m)
+                        .sum::<f64>()
+                        .max(1e-4),
+                );
             }
         }
         out

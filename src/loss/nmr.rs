@@ -266,7 +266,7 @@ impl Nmr {
         s.mag.resize(t * k, 0.0);
         for (frame_m, frame_s) in s.mag.chunks_exact_mut(k).zip(s.spec.chunks_exact(k)) {
             for ((m, c), w) in frame_m.iter_mut().zip(frame_s).zip(&self.ear) {
-                *m = w * c.norm();
+                *m = w * c.norm_sqr().sqrt();
             }
         }
         t
@@ -387,7 +387,7 @@ impl Nmr {
         let k = self.stft.bins();
         for (gf, xf) in s.spec.chunks_exact_mut(k).zip(s.dmag.chunks_exact(k)) {
             for ((x, &dm), &w) in gf.iter_mut().zip(xf).zip(&self.ear) {
-                let n = x.norm();
+                let n = x.norm_sqr().sqrt();
                 *x = if n > 0.0 && dm != 0.0 {
                     *x * (dm * w / n)
                 } else {
