@@ -10,6 +10,7 @@ pub mod dsp;
 pub mod error;
 pub mod formats;
 pub mod io;
+pub mod loss;
 pub mod models;
 pub mod train;
 

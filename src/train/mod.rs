@@ -3,4 +3,4 @@
 
 pub mod adam;
 pub mod checkpoint;
-pub mod finetune;
+// pub mod finetune; (enabled with the recurrent training engine)
