@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod formats;
+pub mod fsutil;
 pub mod models;
 
 pub use error::{Error, Result};
