@@ -6,6 +6,8 @@
 //! [`train`] (Adam, truncated BPTT, teacher–student fine-tuning) → [`eval`] (metrics, plots,
 //! reports). The `dealias` binary is a thin command-line layer over this crate.
 
+pub mod audio;
+pub mod cli;
 pub mod error;
 pub mod formats;
 pub mod fsutil;

@@ -20,7 +20,10 @@ fn all_model_files() -> Vec<std::path::PathBuf> {
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
     for c in manifest.as_array().unwrap() {
-        v.push(root.join(c["case"].as_str().unwrap()).join(c["model"].as_str().unwrap()));
+        v.push(
+            root.join(c["case"].as_str().unwrap())
+                .join(c["model"].as_str().unwrap()),
+        );
     }
     v
 }
@@ -49,7 +52,12 @@ fn changed_weights_are_written_as_f32_and_noted() {
     let dir = tempfile::tempdir().unwrap();
     for path in all_model_files() {
         let mut model = load_model(&path).unwrap();
-        let p: Vec<f64> = model.network.params().iter().map(|x| x * 1.001 + 1e-9).collect();
+        let p: Vec<f64> = model
+            .network
+            .params()
+            .iter()
+            .map(|x| x * 1.001 + 1e-9)
+            .collect();
         model.network.set_params(&p).unwrap();
         let out = dir.path().join(path.file_name().unwrap());
         save_model_with_note(&model, &out, Some(Value::from("test"))).unwrap();
@@ -58,7 +66,11 @@ fn changed_weights_are_written_as_f32_and_noted() {
         let n = q.len();
         for (i, (a, b)) in q.iter().zip(&p).enumerate() {
             // head_scale lives in the NAM config and is written in full precision.
-            let want = if saved.network.kind() == "WaveNet" && i + 1 == n { *b } else { *b as f32 as f64 };
+            let want = if saved.network.kind() == "WaveNet" && i + 1 == n {
+                *b
+            } else {
+                *b as f32 as f64
+            };
             assert_eq!(a.to_bits(), want.to_bits(), "{} value {i}", path.display());
         }
         let doc = parse_file(&out);
@@ -94,7 +106,10 @@ fn small_nam() -> Value {
 }
 
 fn load_value(v: &Value) -> Result<dealias::Model, Error> {
-    load_model_from_bytes(v.to_string().as_bytes(), Some(std::path::Path::new("x.nam")))
+    load_model_from_bytes(
+        v.to_string().as_bytes(),
+        Some(std::path::Path::new("x.nam")),
+    )
 }
 
 fn err_of(v: &Value) -> String {
@@ -113,7 +128,10 @@ fn clear_errors() {
     let mut v = small_nam();
     v["weights"].as_array_mut().unwrap().pop();
     let e = err_of(&v);
-    assert!(e.contains("wrong number of weights") && e.starts_with("x.nam"), "{e}");
+    assert!(
+        e.contains("wrong number of weights") && e.starts_with("x.nam"),
+        "{e}"
+    );
 
     let mut v = small_nam();
     v["weights"][3] = Value::from("0.5");
@@ -133,7 +151,11 @@ fn clear_errors() {
 
     let mut v = small_nam();
     v["config"]["layers"][0]["gating_mode"] = Value::from("blended");
-    assert!(err_of(&v).contains("unsupported feature gating mode"), "{}", err_of(&v));
+    assert!(
+        err_of(&v).contains("unsupported feature gating mode"),
+        "{}",
+        err_of(&v)
+    );
 
     let mut v = small_nam();
     v["config"]["layers"][0]["conv_pre_film"] = serde_json::json!({"active": true, "shift": true});
@@ -149,17 +171,27 @@ fn clear_errors() {
     l["conv_pre_film"] = Value::Null;
     assert!(load_value(&v).is_ok());
 
-    let text = small_nam().to_string().replace("\"weights\":[", "\"weights\":[NaN,");
-    let e = load_model_from_bytes(text.as_bytes(), None).unwrap_err().to_string();
+    let text = small_nam()
+        .to_string()
+        .replace("\"weights\":[", "\"weights\":[NaN,");
+    let e = load_model_from_bytes(text.as_bytes(), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NaN"), "{e}");
 
-    let mut g = parse_file(&data("reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json"));
+    let mut g = parse_file(&data(
+        "reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json",
+    ));
     g["model_data"]["hidden_size"] = Value::from(1_000_000_000u64);
     assert!(err_of(&g).contains("hidden_size"));
-    let mut g = parse_file(&data("reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json"));
+    let mut g = parse_file(&data(
+        "reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json",
+    ));
     g["state_dict"]["rec.weight_hh_l0"][2] = serde_json::json!([1.0]);
     assert!(err_of(&g).contains("rec.weight_hh_l0"), "{}", err_of(&g));
-    let mut g = parse_file(&data("reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json"));
+    let mut g = parse_file(&data(
+        "reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json",
+    ));
     g["model_data"]["unit_type"] = Value::from("RNN");
     assert!(err_of(&g).contains("unsupported unit_type"));
 }
@@ -193,7 +225,9 @@ fn value_strategy() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |x| x.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
         Just(Value::from(u64::MAX)),
         Just(Value::from(0)),
         Just(Value::from(-1)),
