@@ -6,9 +6,12 @@
 //! [`train`] (Adam, truncated BPTT, teacher–student fine-tuning) → [`eval`] (metrics, plots,
 //! reports). The `dealias` binary is a thin command-line layer over this crate.
 
+pub mod audio;
+pub mod cli;
 pub mod dsp;
 pub mod error;
 pub mod formats;
+pub mod fsutil;
 pub mod io;
 pub mod loss;
 pub mod models;

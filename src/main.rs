@@ -1,3 +1,5 @@
-fn main() {
-    println!("dealias");
+//! The `dealias` command-line tool (see [`dealias::cli`]).
+
+fn main() -> std::process::ExitCode {
+    dealias::cli::main()
 }

@@ -1,12 +1,25 @@
 //! Model files ⇄ model values: Neural Amp Modeler `.nam` and GuitarML JSON.
 //!
 //! Loading keeps the whole JSON document in [`Source`], so that saving rewrites only the
-//! weights (and a note in the metadata) and preserves everything else, key order included.
+//! weights that changed (and adds a note in the metadata) and preserves everything else, key
+//! order and number spelling included: a model loaded and saved unchanged gives the same JSON
+//! values. Changed weights are rounded to f32 and written as the shortest decimal of that f32's
+//! exact value, as PyTorch exports do.
+//!
+//! Parsing is hand-written over `serde_json::Value` (see [`json`]) so that every error names the
+//! setting or tensor at fault, and so that sizes are checked against the weight count before
+//! anything is allocated.
+
+mod guitarml;
+pub(crate) mod json;
+mod nam;
 
 use std::path::{Path, PathBuf};
 
-use crate::models::Model;
-use crate::Result;
+use serde_json::Value;
+
+use crate::models::{Model, Network};
+use crate::{Error, Result};
 
 /// A supported model file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,22 +30,314 @@ pub enum Format {
     GuitarMl,
 }
 
+impl Format {
+    /// A short human-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Nam => "Neural Amp Modeler (.nam)",
+            Format::GuitarMl => "GuitarML JSON",
+        }
+    }
+}
+
 /// What a model was loaded from: its format and the full JSON document.
 #[derive(Clone, Debug)]
 pub struct Source {
     pub format: Format,
     pub document: serde_json::Value,
     pub path: Option<PathBuf>,
+    /// Whether the file was indented (saving keeps the style).
+    pub pretty: bool,
+    /// Things worth telling the user about the file (e.g. a `head_scale` disagreement).
+    pub notices: Vec<String>,
 }
 
-/// Loads a model file of any supported format.
+/// Largest model file read (real models are at most a few MB).
+const MAX_FILE_BYTES: u64 = 1 << 30;
+
+fn file_error(path: Option<&Path>, message: impl Into<String>) -> Error {
+    Error::ModelFile {
+        path: path.map_or_else(|| PathBuf::from("<model>"), Path::to_path_buf),
+        message: message.into(),
+    }
+}
+
+/// Loads a model file of any supported format (detected from its content).
 pub fn load_model(path: &Path) -> Result<Model> {
-    let _ = path;
-    todo!("formats: load")
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(file_error(
+            Some(path),
+            format!("file is {} bytes, larger than any model file", meta.len()),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    load_model_from_bytes(&bytes, Some(path))
 }
 
-/// Saves a model in the format it was loaded from.
+/// Parses a model from the bytes of a file; `path` is only used in messages and kept in the
+/// model's [`Source`].
+pub fn load_model_from_bytes(bytes: &[u8], path: Option<&Path>) -> Result<Model> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| file_error(path, format!("not a JSON model file (not UTF-8 text: {e})")))?;
+    let document: Value = serde_json::from_str(text).map_err(|e| {
+        let hint = if text.contains("NaN") || text.contains("Infinity") {
+            " (the file contains NaN or Infinity: non-finite weights are not valid JSON and cannot be used)"
+        } else {
+            ""
+        };
+        file_error(path, format!("not valid JSON: {e}{hint}"))
+    })?;
+    let pretty =
+        text.trim_start().starts_with('{') && text.trim_start()[1..].starts_with(['\n', '\r']);
+    parse_model(document, path, pretty)
+}
+
+/// Detects the format of a parsed document.
+pub fn detect_format(document: &Value) -> Option<Format> {
+    let o = document.as_object()?;
+    if o.contains_key("architecture") || o.contains_key("weights") {
+        Some(Format::Nam)
+    } else if o.contains_key("state_dict") || o.contains_key("model_data") {
+        Some(Format::GuitarMl)
+    } else {
+        None
+    }
+}
+
+/// Builds a model from a parsed document.
+pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result<Model> {
+    let format = detect_format(&document).ok_or_else(|| {
+        file_error(
+            path,
+            "unknown model format: neither a Neural Amp Modeler file (\"architecture\", \"config\", \
+             \"weights\") nor a GuitarML file (\"model_data\", \"state_dict\")",
+        )
+    })?;
+    let (network, sample_rate, notices) =
+        parse_network(format, &document).map_err(|m| file_error(path, m))?;
+    Ok(Model {
+        network,
+        sample_rate,
+        source: Source {
+            format,
+            document,
+            path: path.map(Path::to_path_buf),
+            pretty,
+            notices,
+        },
+    })
+}
+
+fn parse_network(
+    format: Format,
+    document: &Value,
+) -> std::result::Result<(Network, Option<f64>, Vec<String>), String> {
+    match format {
+        Format::Nam => {
+            let p = nam::parse(document)?;
+            Ok((p.network, p.sample_rate, p.notices))
+        }
+        Format::GuitarMl => {
+            let p = guitarml::parse(document)?;
+            Ok((p.network, p.sample_rate, Vec::new()))
+        }
+    }
+}
+
+/// Saves a model in the format it was loaded from (see [`save_model_with_note`]).
 pub fn save_model(model: &Model, path: &Path) -> Result<()> {
-    let _ = (model, path);
-    todo!("formats: save")
+    save_model_with_note(model, path, None)
+}
+
+/// Saves a model in the format it was loaded from, refusing to overwrite the file it was
+/// loaded from. When weights changed, a `"dealias"` note (the crate version, the number of
+/// changed values and `note`, if given) is added to the metadata: under `metadata` for `.nam`
+/// files, as a top-level key for GuitarML files (the plugins read only `model_data` and
+/// `state_dict`).
+pub fn save_model_with_note(model: &Model, path: &Path, note: Option<Value>) -> Result<()> {
+    if let Some(src) = &model.source.path {
+        if same_file(src, path) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: refusing to overwrite the model's own input file; choose another output path",
+                path.display()
+            )));
+        }
+    }
+    let doc = to_document(model, note)?;
+    let mut text = if model.source.pretty {
+        serde_json::to_string_pretty(&doc)
+    } else {
+        serde_json::to_string(&doc)
+    }
+    .map_err(|e| Error::InvalidModel(format!("cannot serialise the model: {e}")))?;
+    text.push('\n');
+    crate::fsutil::write_atomic(path, text.as_bytes())
+}
+
+/// Whether two paths name the same file (after resolving links and `..`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p
+            .parent()
+            .filter(|q| !q.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    match (canon(a), canon(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The JSON document for `model`: its source document with the weights that changed
+/// rewritten (and a note in the metadata when anything changed).
+pub fn to_document(model: &Model, note: Option<Value>) -> Result<Value> {
+    let src = &model.source;
+    let err = |m: String| file_error(src.path.as_deref(), m);
+    model.network.check_finite()?;
+    let (original, original_rate, _) = parse_network(src.format, &src.document).map_err(err)?;
+    let mut doc = src.document.clone();
+    let changed = match src.format {
+        Format::Nam => nam::write(&model.network, &original, &mut doc),
+        Format::GuitarMl => guitarml::write(&model.network, &original, &mut doc),
+    }
+    .map_err(err)?;
+    let rate_changed = model.sample_rate != original_rate;
+    if rate_changed {
+        let rate = model
+            .sample_rate
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, |n| {
+                // Integral rates are written as integers, as the exporters do.
+                let f = n.as_f64().unwrap_or(0.0);
+                if f.fract() == 0.0 {
+                    Value::from(f as u64)
+                } else {
+                    Value::Number(n)
+                }
+            });
+        let top = doc.as_object_mut().expect("parsed documents are objects");
+        match src.format {
+            Format::Nam => {
+                top.insert("sample_rate".into(), rate);
+            }
+            Format::GuitarMl => {
+                if let Some(md) = top.get_mut("model_data").and_then(Value::as_object_mut) {
+                    md.insert("sample_rate".into(), rate);
+                }
+            }
+        }
+    }
+    if changed == 0 && !rate_changed && note.is_none() {
+        return Ok(doc);
+    }
+    let mut record = serde_json::Map::new();
+    record.insert("version".into(), Value::from(env!("CARGO_PKG_VERSION")));
+    record.insert("changed_values".into(), Value::from(changed));
+    record.insert(
+        "total_values".into(),
+        Value::from(model.network.num_params()),
+    );
+    if rate_changed {
+        record.insert("sample_rate_changed".into(), Value::Bool(true));
+    }
+    if let Some(n) = note {
+        record.insert("note".into(), n);
+    }
+    let top = doc.as_object_mut().expect("parsed documents are objects");
+    match src.format {
+        Format::Nam => {
+            let md = top
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !md.is_object() {
+                *md = Value::Object(Default::default());
+            }
+            md.as_object_mut()
+                .expect("just made an object")
+                .insert("dealias".into(), Value::Object(record));
+        }
+        Format::GuitarMl => {
+            top.insert("dealias".into(), Value::Object(record));
+        }
+    }
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A description of a model for `inspect`: format, architecture, settings, parameter count,
+/// sample rate, receptive field or state size, metadata and notices.
+pub fn describe(model: &Model) -> Value {
+    use serde_json::json;
+    let doc = &model.source.document;
+    let net = &model.network;
+    let settings = match net {
+        Network::WaveNet(w) => json!({
+            "layer_arrays": w.layer_arrays.iter().map(|a| json!({
+                "input_size": a.input_size,
+                "channels": a.channels,
+                "head_size": a.head_size,
+                "kernel_size": a.kernel_size,
+                "dilations": a.dilations(),
+                "activation": a.activation.name(),
+                "gated": a.gated,
+                "head_bias": a.head_rechannel.bias.is_some(),
+            })).collect::<Vec<_>>(),
+            "post_head": w.head.as_ref().map(|h| json!({
+                "activation": h.activation.name(),
+                "layers": h.layers.len(),
+            })),
+            "head_scale": w.head_scale[0],
+        }),
+        Network::Rnn(r) => json!({
+            "cell": net.kind(),
+            "layers": r.layers.len(),
+            "hidden_size": r.hidden_size(),
+            "skip": r.skip,
+            "recurrent_bias": r.layers[0].b_ih.is_some(),
+            "head_bias": r.head_bias.is_some(),
+            "learned_initial_state": r.layers[0].initial_hidden.is_some(),
+        }),
+        Network::Linear(l) => json!({
+            "taps": l.weights.len(),
+            "bias": l.bias.is_some(),
+        }),
+    };
+    let (receptive_field, state_size) = match net {
+        Network::Rnn(r) => {
+            let per = if r.cell == crate::models::Cell::Lstm {
+                2
+            } else {
+                1
+            };
+            (
+                None,
+                Some(r.layers.iter().map(|l| per * l.hidden_size).sum::<usize>()),
+            )
+        }
+        _ => (Some(net.receptive_field()), None),
+    };
+    let metadata = match model.source.format {
+        Format::Nam => doc.get("metadata").cloned(),
+        Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
+    };
+    json!({
+        "path": model.source.path.as_ref().map(|p| p.display().to_string()),
+        "format": model.source.format.name(),
+        "version": doc.get("version"),
+        "architecture": net.kind(),
+        "parameters": net.num_params(),
+        "sample_rate": model.sample_rate,
+        "receptive_field": receptive_field,
+        "state_size": state_size,
+        "settings": settings,
+        "metadata": metadata,
+        "notices": model.source.notices,
+    })
 }

@@ -42,6 +42,12 @@ pub trait Real:
     fn from_f64_lossy(v: f64) -> Self;
     /// Widens to f64.
     fn to_f64_exact(self) -> f64;
+    /// `tanh` as the forward passes compute it: exact (libm) for f64; for f32 a branch-free
+    /// rational approximation that vectorises (see [`activations::tanh_f32`]).
+    fn tanh_fwd(self) -> Self;
+    /// The logistic sigmoid as the forward passes compute it: `1 / (1 + e^-x)` for f64;
+    /// `0.5 + 0.5 tanh(x / 2)` with the fast tanh for f32.
+    fn sigmoid_fwd(self) -> Self;
 }
 
 impl Real for f32 {
@@ -53,6 +59,14 @@ impl Real for f32 {
     fn to_f64_exact(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn tanh_fwd(self) -> Self {
+        activations::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn sigmoid_fwd(self) -> Self {
+        0.5 + 0.5 * activations::tanh_f32(0.5 * self)
+    }
 }
 
 impl Real for f64 {
@@ -63,6 +77,14 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64_exact(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn tanh_fwd(self) -> Self {
+        self.tanh()
+    }
+    #[inline(always)]
+    fn sigmoid_fwd(self) -> Self {
+        1.0 / (1.0 + (-self).exp())
     }
 }
 

@@ -312,11 +312,11 @@ pub(crate) fn lstm_update<T: Real>(z: &[T], h: &mut [T], c: &mut [T]) {
     for k in 0..hs {
         let i = super::activations::sigmoid(zi[k]);
         let f = super::activations::sigmoid(zf[k]);
-        let g = zg[k].tanh();
+        let g = zg[k].tanh_fwd();
         let o = super::activations::sigmoid(zo[k]);
         let cn = f * c[k] + i * g;
         c[k] = cn;
-        h[k] = o * cn.tanh();
+        h[k] = o * cn.tanh_fwd();
     }
 }
 
@@ -329,7 +329,7 @@ pub(crate) fn gru_update<T: Real>(a: &[T], b: &[T], h: &mut [T]) {
     for k in 0..hs {
         let r = super::activations::sigmoid(a[k] + b[k]);
         let z = super::activations::sigmoid(a[hs + k] + b[hs + k]);
-        let n = (a[2 * hs + k] + r * b[2 * hs + k]).tanh();
+        let n = (a[2 * hs + k] + r * b[2 * hs + k]).tanh_fwd();
         h[k] = (T::one() - z) * n + z * h[k];
     }
 }

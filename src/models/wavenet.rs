@@ -345,9 +345,19 @@ struct PackedArray<T> {
     head_rechannel: PackedConv<T>,
 }
 
-/// Streaming WaveNet evaluation (zero history at start, as NAM's padding of
-/// `receptive_field - 1` zeros).
+/// Streaming WaveNet evaluation.
+///
+/// The initial state is the one NAM's Python forward pass starts from: it pads the input with
+/// `receptive_field - 1` zeros, so every layer's history holds that layer's (constant)
+/// response to a zero input, *not* zeros — the convolution and 1×1 biases make the hidden
+/// layers non-zero even for silence. [`WaveNetProcessor::new`] and `reset` build this state by
+/// running `receptive_field - 1` zero samples through the zeroed buffers.
 pub struct WaveNetProcessor<T: Real> {
+    /// `receptive_field - 1`: zero samples run at reset to reach the initial state.
+    warmup: usize,
+    /// A block of zeros (warm-up input) and a block of discarded output.
+    zeros: Vec<T>,
+    discard: Vec<T>,
     arrays: Vec<PackedArray<T>>,
     head: Option<(Activation, Vec<PackedConv<T>>)>,
     head_scale: T,
@@ -358,6 +368,7 @@ pub struct WaveNetProcessor<T: Real> {
     head_out: Vec<T>,
     residual: Vec<T>,
     post: Vec<T>,
+    post2: Vec<T>,
 }
 
 /// Samples processed per internal block: large enough to amortise loop overhead, small enough
@@ -404,7 +415,10 @@ impl<T: Real> WaveNetProcessor<T> {
             .max()
             .unwrap_or(1);
         let scratch = || vec![T::zero(); BLOCK * max_ch];
-        WaveNetProcessor {
+        let mut p = WaveNetProcessor {
+            warmup: net.receptive_field() - 1,
+            zeros: vec![T::zero(); BLOCK],
+            discard: vec![T::zero(); BLOCK],
             arrays,
             head: net
                 .head
@@ -417,7 +431,10 @@ impl<T: Real> WaveNetProcessor<T> {
             head_out: scratch(),
             residual: scratch(),
             post: scratch(),
-        }
+            post2: scratch(),
+        };
+        p.reset();
+        p
     }
 
     /// Processes one block of at most [`BLOCK`] samples.
@@ -494,14 +511,16 @@ impl<T: Real> WaveNetProcessor<T> {
         match &self.head {
             None => output.copy_from_slice(&scaled[..n]),
             Some((act, convs)) => {
+                // NAM `_Head`: per block, activation then 1×1 convolution; ping-pong between
+                // two scratch buffers (no allocation per block).
                 let mut width = head_size;
-                let mut cur = scaled.to_vec();
+                let (mut cur, mut next) = (&mut self.post, &mut self.post2);
+                cur[..n * width].copy_from_slice(scaled);
                 for conv in convs {
-                    act.apply_slice(&mut cur);
-                    let out = &mut self.post[..n * conv.out_ch];
-                    conv.apply(&cur, out, n, false);
+                    act.apply_slice(&mut cur[..n * width]);
+                    conv.apply(&cur[..n * width], &mut next[..n * conv.out_ch], n, false);
                     width = conv.out_ch;
-                    cur = out.to_vec();
+                    std::mem::swap(&mut cur, &mut next);
                 }
                 debug_assert_eq!(width, 1);
                 output.copy_from_slice(&cur[..n]);
@@ -524,5 +543,16 @@ impl<T: Real> Processor<T> for WaveNetProcessor<T> {
                 l.buf.iter_mut().for_each(|v| *v = T::zero());
             }
         }
+        // Run the padding zeros through (see the type's documentation).
+        let zeros = std::mem::take(&mut self.zeros);
+        let mut discard = std::mem::take(&mut self.discard);
+        let mut left = self.warmup;
+        while left > 0 {
+            let n = left.min(BLOCK);
+            self.process_block(&zeros[..n], &mut discard[..n]);
+            left -= n;
+        }
+        self.zeros = zeros;
+        self.discard = discard;
     }
 }

@@ -1,0 +1,70 @@
+//! `process` throughput of the paper's two Broadcast teachers (LSTM-40 GuitarML, standard NAM
+//! WaveNet) on 10 s of audio at 44.1 kHz, f32 and f64, single-threaded. Criterion reports
+//! samples/s (Throughput::Elements); the real-time factor (seconds of audio per second of
+//! computation) is printed next to it.
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dealias::{load_model, Model, Real};
+
+const RATE: f64 = 44100.0;
+const SECONDS: f64 = 10.0;
+
+fn model(rel: &str) -> Model {
+    let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/"))
+        .join(rel);
+    load_model(&p).expect("fixture model loads")
+}
+
+/// 10 s of a guitar-like test signal (decaying plucked partials).
+fn input<T: Real>() -> Vec<T> {
+    let n = (RATE * SECONDS) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / RATE;
+            let env = (-3.0 * (t % 2.0)).exp();
+            let x = 0.5
+                * env
+                * ((2.0 * std::f64::consts::PI * 110.0 * t).sin()
+                    + 0.5 * (2.0 * std::f64::consts::PI * 330.0 * t).sin());
+            T::from_f64_lossy(x)
+        })
+        .collect()
+}
+
+fn bench_one<T: Real>(c: &mut Criterion, name: &str, m: &Model) {
+    let x = input::<T>();
+    // Real-time factor from a few timed runs (best of 3).
+    let best = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(m.process::<T>(&x));
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    println!(
+        "{name}: {:.0} samples/s, {:.1}x real time at 44.1 kHz",
+        x.len() as f64 / best,
+        SECONDS / best
+    );
+    let mut g = c.benchmark_group("process");
+    g.throughput(Throughput::Elements(x.len() as u64));
+    g.sample_size(10);
+    g.bench_function(name, |b| {
+        b.iter(|| m.process::<T>(std::hint::black_box(&x)))
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let lstm = model("paper-models/broadcast_lstm_teacher.json");
+    let wavenet = model("paper-models/broadcast_tcn_teacher.nam");
+    bench_one::<f32>(c, "broadcast_lstm40_f32", &lstm);
+    bench_one::<f64>(c, "broadcast_lstm40_f64", &lstm);
+    bench_one::<f32>(c, "broadcast_wavenet_f32", &wavenet);
+    bench_one::<f64>(c, "broadcast_wavenet_f64", &wavenet);
+}
+
+criterion_group!(process, benches);
+criterion_main!(process);

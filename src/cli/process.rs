@@ -1,0 +1,80 @@
+//! `dealias process MODEL IN.wav OUT.wav`: run a model over a mono WAV file, from the zero
+//! state the plugins start from, writing 32-bit float.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+/// Arithmetic precision of the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    F64,
+    F32,
+}
+
+/// Arguments of `dealias process`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model file (.nam or GuitarML .json).
+    pub model: PathBuf,
+    /// Input WAV (16/24/32-bit int or 32/64-bit float).
+    pub input: PathBuf,
+    /// Output WAV (32-bit float, same length as the input).
+    pub output: PathBuf,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: Precision,
+    /// Channel of a multichannel input to use (0 = left).
+    #[arg(long, value_name = "N")]
+    pub channel: Option<usize>,
+}
+
+/// Runs `dealias process`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let same = |a: &PathBuf, b: &PathBuf| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    if same(&args.input, &args.output) || same(&args.model, &args.output) {
+        bail!(
+            "{}: the output would overwrite an input file",
+            args.output.display()
+        );
+    }
+    let model = crate::load_model(&args.model)?;
+    for n in &model.source.notices {
+        super::notice(n);
+    }
+    let audio = crate::audio::read_mono(&args.input, args.channel)?;
+    if let Some(w) = audio.clipping_warning() {
+        eprintln!("warning: {}: {w}", args.input.display());
+    }
+    let rate = audio.sample_rate as f64;
+    match model.sample_rate {
+        Some(sr) if sr != rate => bail!(
+            "the model was trained at {sr} Hz but {} is at {rate} Hz; resample the input to {sr} Hz \
+             (dealias does not resample silently)",
+            args.input.display()
+        ),
+        Some(_) => {}
+        None => super::notice(&format!(
+            "the model states no sample rate; running it at the input's {rate} Hz"
+        )),
+    }
+    let out: Vec<f32> = match args.precision {
+        Precision::F64 => model
+            .process::<f64>(&audio.samples)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        Precision::F32 => {
+            let x: Vec<f32> = audio.samples.iter().map(|&v| v as f32).collect();
+            model.process::<f32>(&x)
+        }
+    };
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        bail!("the model's output is not finite at sample {i}");
+    }
+    crate::audio::write_f32(&args.output, &out, audio.sample_rate)?;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests: fixture paths and raw f64 files.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// A path under the shared fixtures folder (read in place, never copied).
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/")).join(rel)
+}
+
+/// A path under this crate's `tests/data`.
+pub fn data(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/")).join(rel)
+}
+
+/// Reads a raw little-endian f64 file.
+pub fn read_f64(path: &std::path::Path) -> Vec<f64> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Largest |a - b| / max|b| (error relative to the reference's peak) and the largest
+/// pointwise |a - b| / max(|b|, peak·1e-3).
+pub fn errors(out: &[f64], reference: &[f64]) -> (f64, f64) {
+    assert_eq!(out.len(), reference.len());
+    let peak = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut rel_peak = 0.0f64;
+    let mut rel_point = 0.0f64;
+    for (a, b) in out.iter().zip(reference) {
+        let d = (a - b).abs();
+        rel_peak = rel_peak.max(d / peak);
+        rel_point = rel_point.max(d / b.abs().max(peak * 1e-3));
+    }
+    (rel_peak, rel_point)
+}
