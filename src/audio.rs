@@ -35,23 +35,20 @@ impl MonoAudio {
 /// Reads one channel of a WAV file. Multichannel files need `channel` (0-based).
 pub fn read_mono(path: &Path, channel: Option<usize>) -> Result<MonoAudio> {
     let err = |m: String| Error::Audio(format!("{}: {m}", path.display()));
-    let mut reader = hound::WavReader::open(path).map_err(|e| err(e.to_string()))?;
-    let spec = reader.spec();
-    let nch = spec.channels as usize;
-    let ch = match (channel, nch) {
-        (Some(c), n) if c >= n => {
-            return Err(err(format!(
-                "has {n} channel(s); --channel {c} does not exist (channels are numbered from 0)"
-            )))
-        }
-        (Some(c), _) => c,
-        (None, 1) => 0,
-        (None, n) => {
-            return Err(err(format!(
-                "has {n} channels; pick one with --channel N (0 = left, 1 = right)"
-            )))
+    let mut reader = match hound::WavReader::open(path) {
+        Ok(r) => r,
+        Err(e) => {
+            // hound does not read 64-bit float files; those are parsed here.
+            if let Some((nch, rate)) = f64_wav_header(path) {
+                let ch = pick_channel(channel, nch as usize).map_err(err)?;
+                return read_f64_wav(path, ch, nch as usize, rate);
+            }
+            return Err(err(e.to_string()));
         }
     };
+    let spec = reader.spec();
+    let nch = spec.channels as usize;
+    let ch = pick_channel(channel, nch).map_err(err)?;
     let (samples, format, full): (Vec<f64>, String, f64) = match spec.sample_format {
         hound::SampleFormat::Int => {
             let bits = spec.bits_per_sample;
@@ -95,6 +92,42 @@ pub fn read_mono(path: &Path, channel: Option<usize>) -> Result<MonoAudio> {
         format,
         clipped,
     })
+}
+
+/// The channel to read, or a message saying how to choose one.
+fn pick_channel(channel: Option<usize>, nch: usize) -> std::result::Result<usize, String> {
+    match (channel, nch) {
+        (Some(c), n) if c >= n => Err(format!(
+            "has {n} channel(s); --channel {c} does not exist (channels are numbered from 0)"
+        )),
+        (Some(c), _) => Ok(c),
+        (None, 1) => Ok(0),
+        (None, n) => Err(format!(
+            "has {n} channels; pick one with --channel N (0 = left, 1 = right)"
+        )),
+    }
+}
+
+/// `(channels, sample rate)` when `path` is a 64-bit IEEE float WAV.
+fn f64_wav_header(path: &Path) -> Option<(u16, u32)> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+        if &bytes[at..at + 4] == b"fmt " {
+            let f = bytes.get(at + 8..at + 24)?;
+            let tag = u16::from_le_bytes([f[0], f[1]]);
+            let nch = u16::from_le_bytes([f[2], f[3]]);
+            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            let bits = u16::from_le_bytes([f[14], f[15]]);
+            return ((tag == 3 || tag == 0xFFFE) && bits == 64 && nch > 0).then_some((nch, rate));
+        }
+        at = at + 8 + len + (len & 1);
+    }
+    None
 }
 
 /// 64-bit float WAV (hound reads only 32-bit floats): parse the `data` chunk by hand.

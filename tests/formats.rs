@@ -270,3 +270,29 @@ proptest! {
         }
     }
 }
+
+/// Streaming: consecutive blocks of any size give exactly the one-call result.
+#[test]
+fn streaming_matches_one_call() {
+    let x: Vec<f64> = (0..1500).map(|i| (i as f64 * 0.031).sin() * 0.7).collect();
+    for path in all_model_files() {
+        let m = load_model(&path).unwrap();
+        let whole = m.process::<f64>(&x);
+        let mut p = m.network.processor::<f64>();
+        let mut out = vec![0.0; x.len()];
+        let mut at = 0;
+        for (k, n) in [1usize, 7, 300, 13, 256, 999].iter().cycle().enumerate() {
+            if at >= x.len() || k > 100 {
+                break;
+            }
+            let e = (at + n).min(x.len());
+            p.process(&x[at..e], &mut out[at..e]);
+            at = e;
+        }
+        assert_eq!(out, whole, "{}", path.display());
+        p.reset();
+        let mut again = vec![0.0; x.len()];
+        p.process(&x, &mut again);
+        assert_eq!(again, whole, "reset: {}", path.display());
+    }
+}
