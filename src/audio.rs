@@ -172,7 +172,7 @@ pub fn write_f32(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    crate::fsutil::write_atomic_with(path, |f| {
+    crate::io::write_atomic_with(path, |f| {
         let mut w = hound::WavWriter::new(std::io::BufWriter::new(f), spec).map_err(to_io)?;
         for &s in samples {
             w.write_sample(s).map_err(to_io)?;

@@ -2,35 +2,59 @@
 //! then renamed over it) and the guard against overwriting a model with its own output.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
 /// Writes `bytes` to `path` atomically: readers see the old file or the new one, never a
 /// partial one, even if the process is killed mid-write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Creates `path` atomically from what `fill` writes into a temporary file beside it (synced,
+/// then renamed over the target; the temporary file is removed on failure).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    fill(tmp.as_file_mut()).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 
-/// Refuses to write `output` when it is the same file as `input` (after resolving links and
-/// relative paths), so that a model is never overwritten by its own fine-tuned copy.
-pub fn ensure_distinct(input: &Path, output: &Path) -> Result<()> {
-    let same = match (input.canonicalize(), output.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+/// Whether two paths name the same file, after resolving links, `.` and `..` (a path that
+/// does not exist yet is resolved through its parent folder).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p
+            .parent()
+            .filter(|q| !q.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
     };
-    if same {
+    match (canon(a), canon(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Refuses to write `output` when it is the same file as `input`, so that a model is never
+/// overwritten by its own fine-tuned copy.
+pub fn ensure_distinct(input: &Path, output: &Path) -> Result<()> {
+    if same_file(input, output) {
         return Err(Error::InvalidArgument(format!(
-            "refusing to overwrite the input model {} with the output; choose another output path",
-            input.display()
+            "{}: refusing to overwrite the input file; choose another output path",
+            output.display()
         )));
     }
     Ok(())

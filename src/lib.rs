@@ -11,7 +11,6 @@ pub mod cli;
 pub mod dsp;
 pub mod error;
 pub mod formats;
-pub mod fsutil;
 pub mod io;
 pub mod loss;
 pub mod models;

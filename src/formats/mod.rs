@@ -157,12 +157,7 @@ pub fn save_model(model: &Model, path: &Path) -> Result<()> {
 /// `state_dict`).
 pub fn save_model_with_note(model: &Model, path: &Path, note: Option<Value>) -> Result<()> {
     if let Some(src) = &model.source.path {
-        if same_file(src, path) {
-            return Err(Error::InvalidArgument(format!(
-                "{}: refusing to overwrite the model's own input file; choose another output path",
-                path.display()
-            )));
-        }
+        crate::io::ensure_distinct(src, path)?;
     }
     let doc = to_document(model, note)?;
     let mut text = if model.source.pretty {
@@ -172,25 +167,7 @@ pub fn save_model_with_note(model: &Model, path: &Path, note: Option<Value>) -> 
     }
     .map_err(|e| Error::InvalidModel(format!("cannot serialise the model: {e}")))?;
     text.push('\n');
-    crate::fsutil::write_atomic(path, text.as_bytes())
-}
-
-/// Whether two paths name the same file (after resolving links and `..`).
-fn same_file(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| -> Option<PathBuf> {
-        if let Ok(c) = p.canonicalize() {
-            return Some(c);
-        }
-        let parent = p
-            .parent()
-            .filter(|q| !q.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        Some(parent.canonicalize().ok()?.join(p.file_name()?))
-    };
-    match (canon(a), canon(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
+    crate::io::write_atomic(path, text.as_bytes())
 }
 
 /// The JSON document for `model`: its source document with the weights that changed
