@@ -10,6 +10,7 @@
 pub mod activations;
 pub mod linear;
 pub mod rnn;
+pub mod rnn_train;
 pub mod wavenet;
 
 pub use activations::Activation;
