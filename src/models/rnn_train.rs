@@ -38,7 +38,6 @@
 //! only the recurrence itself has to proceed step by step. The pointwise cell updates are plain
 //! loops over contiguous rows.
 
-use super::activations::sigmoid;
 use super::rnn::{Cell, Rnn};
 use super::{cast_vec, Real};
 use std::any::TypeId;
@@ -731,8 +730,8 @@ impl<T: Real> RnnTrainer<T> {
 
 /// LSTM step for all items: `act` holds the pre-activations `(i, f, g, o)` per item and
 /// receives the activations; writes `c_t`, `tanh(c_t)` and `h_t`.
-#[inline]
-fn lstm_forward<T: Real>(
+#[inline(always)]
+fn lstm_forward_body<T: Real>(
     act: &mut [T],
     cprev: &[T],
     cnext: &mut [T],
@@ -752,10 +751,10 @@ fn lstm_forward<T: Real>(
         for k in 0..hs {
             let i = sigmoid(zi[k]);
             let f = sigmoid(zf[k]);
-            let g = zg[k].tanh();
+            let g = tanh(zg[k]);
             let o = sigmoid(zo[k]);
             let c = f * cp[k] + i * g;
-            let t = c.tanh();
+            let t = tanh(c);
             zi[k] = i;
             zf[k] = f;
             zg[k] = g;
@@ -769,8 +768,8 @@ fn lstm_forward<T: Real>(
 
 /// GRU step for all items: `act` holds the input-side pre-activations and receives
 /// `(r, z, n)`; `gh` the hidden-side ones; `bhn` receives `W_hn h + b_hn`.
-#[inline]
-fn gru_forward<T: Real>(
+#[inline(always)]
+fn gru_forward_body<T: Real>(
     act: &mut [T],
     gh: &[T],
     hprev: &[T],
@@ -786,7 +785,7 @@ fn gru_forward<T: Real>(
             let r = sigmoid(a[k] + gb[k]);
             let z = sigmoid(a[hs + k] + gb[hs + k]);
             let bn = gb[2 * hs + k];
-            let n = (a[2 * hs + k] + r * bn).tanh();
+            let n = tanh(a[2 * hs + k] + r * bn);
             a[k] = r;
             a[hs + k] = z;
             a[2 * hs + k] = n;
@@ -798,8 +797,8 @@ fn gru_forward<T: Real>(
 
 /// LSTM backward step for all items. In: `dh` = dL/dh_t, `dc` = dL/dc_t carried from t + 1.
 /// Out: `dz` = dL/d(pre-activations), `dc` = dL/dc_{t-1}.
-#[inline]
-fn lstm_backward<T: Real>(
+#[inline(always)]
+fn lstm_backward_body<T: Real>(
     act: &[T],
     cprev: &[T],
     tc: &[T],
@@ -831,8 +830,8 @@ fn lstm_backward<T: Real>(
 
 /// GRU backward step for all items. In: `dh` = dL/dh_t. Out: `dz`, `dzh` = gradients of the
 /// input-side and hidden-side pre-activations; `dh` = the direct part `z ⊙ dh_t` of dL/dh_{t-1}.
-#[inline]
-fn gru_backward<T: Real>(
+#[inline(always)]
+fn gru_backward_body<T: Real>(
     act: &[T],
     bhn: &[T],
     hprev: &[T],
@@ -863,6 +862,173 @@ fn gru_backward<T: Real>(
             dha[hs + k] = dzz;
             dha[2 * hs + k] = dn * r;
             dh[r0 + k] = dhk * z;
+        }
+    }
+}
+
+/// Generates the public-facing kernel: compiled once more with AVX2 and FMA enabled and chosen
+/// at run time (the crate is built for baseline x86-64, where these loops would run on SSE2).
+macro_rules! multiversion {
+    ($name:ident, $body:ident, $avx2:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2<T: Real>($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+
+        fn $name<T: Real>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features the function was compiled for.
+                return unsafe { $avx2($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+multiversion!(lstm_forward, lstm_forward_body, lstm_forward_avx2,
+    (act: &mut [T], cprev: &[T], cnext: &mut [T], tc: &mut [T], hnext: &mut [T], hs: usize));
+multiversion!(gru_forward, gru_forward_body, gru_forward_avx2,
+    (act: &mut [T], gh: &[T], hprev: &[T], bhn: &mut [T], hnext: &mut [T], hs: usize));
+multiversion!(lstm_backward, lstm_backward_body, lstm_backward_avx2,
+    (act: &[T], cprev: &[T], tc: &[T], dh: &[T], dc: &mut [T], dz: &mut [T], hs: usize));
+multiversion!(gru_backward, gru_backward_body, gru_backward_avx2,
+    (act: &[T], bhn: &[T], hprev: &[T], dh: &mut [T], dz: &mut [T], dzh: &mut [T], hs: usize));
+
+/// `exp` for f64 and f32 written so that loops over it vectorise (the libm call does not):
+/// `exp(x) = 2ⁿ exp(r)`, `n = round(x / ln 2)`, `r = x − n ln 2` (two-part ln 2), `exp(r)` by
+/// its Taylor polynomial to below half an ulp on `|r| ≤ ln 2 / 2`, `2ⁿ` built from its bits.
+/// The argument is clamped to the range where `2ⁿ` is a normal number (NaN passes through).
+/// Other `Real` types use their own `exp`.
+#[inline(always)]
+fn exp<T: Real>(x: T) -> T {
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<f64>() {
+        // SAFETY: T is f64.
+        let v: f64 = unsafe { std::mem::transmute_copy(&x) };
+        let y = exp_f64(v);
+        unsafe { std::mem::transmute_copy(&y) }
+    } else if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: T is f32.
+        let v: f32 = unsafe { std::mem::transmute_copy(&x) };
+        let y = exp_f32(v);
+        unsafe { std::mem::transmute_copy(&y) }
+    } else {
+        x.exp()
+    }
+}
+
+#[inline(always)]
+fn exp_f64(x: f64) -> f64 {
+    const MAGIC: f64 = 6755399441055744.0; // 1.5 · 2^52: adding it rounds to an integer.
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1; // n · LN2_HI is exact.
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    let x = if x < -708.0 {
+        -708.0
+    } else if x > 709.0 {
+        709.0
+    } else {
+        x
+    };
+    let k = x * std::f64::consts::LOG2_E + MAGIC;
+    let n = k - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // Taylor coefficients 1/13! … 1/0!.
+    const C: [f64; 14] = [
+        1.0 / 6227020800.0,
+        1.0 / 479001600.0,
+        1.0 / 39916800.0,
+        1.0 / 3628800.0,
+        1.0 / 362880.0,
+        1.0 / 40320.0,
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+    let mut p = C[0];
+    for &c in &C[1..] {
+        p = p * r + c;
+    }
+    let scale = f64::from_bits(k.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(1023) << 52);
+    p * scale
+}
+
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const MAGIC: f32 = 12582912.0; // 1.5 · 2^23
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = if x < -87.0 {
+        -87.0
+    } else if x > 88.0 {
+        88.0
+    } else {
+        x
+    };
+    let k = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = k - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    const C: [f32; 8] = [
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+    let mut p = C[0];
+    for &c in &C[1..] {
+        p = p * r + c;
+    }
+    let scale = f32::from_bits(k.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
+    p * scale
+}
+
+/// `1 / (1 + e^{-x})`.
+#[inline(always)]
+fn sigmoid<T: Real>(x: T) -> T {
+    T::one() / (T::one() + exp(-x))
+}
+
+/// `1 − 2 / (1 + e^{2x})`: absolute error of a few ulps of 1 (what the recurrence sees).
+#[inline(always)]
+fn tanh<T: Real>(x: T) -> T {
+    let two = T::one() + T::one();
+    T::one() - two / (T::one() + exp(two * x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rnn_train_fast_exp_is_accurate() {
+        let mut worst64: f64 = 0.0;
+        let mut worst32: f64 = 0.0;
+        let mut x = -700.0;
+        while x < 700.0 {
+            worst64 = worst64.max((exp_f64(x) / x.exp() - 1.0).abs());
+            if x.abs() < 80.0 {
+                let x32 = x as f32;
+                worst32 = worst32.max((exp_f32(x32) as f64 / (x32 as f64).exp() - 1.0).abs());
+            }
+            x += 0.012_345_6;
+        }
+        assert!(worst64 < 4e-16, "f64 exp relative error {worst64:e}");
+        assert!(worst32 < 3e-7, "f32 exp relative error {worst32:e}");
+        assert!(exp_f64(f64::NAN).is_nan() && exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f64(-1e6), exp_f64(-708.0));
+        for x in [-30.0, -3.0, -0.5, -1e-9, 0.0, 1e-9, 0.5, 3.0, 30.0f64] {
+            assert!((tanh(x) - x.tanh()).abs() < 4e-16);
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 4e-16);
         }
     }
 }
