@@ -922,15 +922,10 @@ fn exp<T: Real>(x: T) -> T {
 #[inline(always)]
 fn exp_f64(x: f64) -> f64 {
     const MAGIC: f64 = 6755399441055744.0; // 1.5 · 2^52: adding it rounds to an integer.
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1; // n · LN2_HI is exact.
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-    let x = if x < -708.0 {
-        -708.0
-    } else if x > 709.0 {
-        709.0
-    } else {
-        x
-    };
+                                           // fdlibm's two-part ln 2; n · LN2_HI is exact.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    let x = x.clamp(-708.0, 709.0);
     let k = x * std::f64::consts::LOG2_E + MAGIC;
     let n = k - MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -964,13 +959,7 @@ fn exp_f32(x: f32) -> f32 {
     const MAGIC: f32 = 12582912.0; // 1.5 · 2^23
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = if x < -87.0 {
-        -87.0
-    } else if x > 88.0 {
-        88.0
-    } else {
-        x
-    };
+    let x = x.clamp(-87.0, 88.0);
     let k = x * std::f32::consts::LOG2_E + MAGIC;
     let n = k - MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
