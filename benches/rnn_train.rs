@@ -107,20 +107,36 @@ fn pool(threads: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
+/// CPU time (user + system) of the process in seconds, from `/proc/self/stat` (Linux; `None`
+/// elsewhere). Printed next to wall time because a shared machine inflates the latter.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux.
+}
+
 fn report<T: Real>(name: &str, splits: usize) {
     let (tr, mut workers, mut total) = setup::<T>(splits);
     pool(splits).install(|| {
         step(&tr, &mut workers, &mut total);
         let reps = 5;
+        let c0 = cpu_seconds();
         let t0 = Instant::now();
         for _ in 0..reps {
             step(&tr, &mut workers, &mut total);
         }
         let s = t0.elapsed().as_secs_f64() / reps as f64;
+        let cpu = match (c0, cpu_seconds()) {
+            (Some(a), Some(b)) => format!(", CPU {:.3} s/step", (b - a) / reps as f64),
+            _ => String::new(),
+        };
         let samples = (BATCH * FRAME) as f64;
         let flop = samples * 3.0 * 2.0 * (4 * HIDDEN) as f64 * (HIDDEN + 1) as f64;
         println!(
-            "rnn_train {name}: {:.3} s/step, {:.2} M samples/s, {:.1} GFLOP/s",
+            "rnn_train {name}: {:.3} s/step{cpu}, {:.2} M samples/s, {:.1} GFLOP/s",
             s,
             samples / s / 1e6,
             flop / s / 1e9

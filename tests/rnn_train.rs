@@ -453,3 +453,28 @@ fn rnn_train_f32_matches_f64() {
         assert!(eg < 1e-3, "{cfg:?}: f32 gradients {eg:.3e}");
     }
 }
+
+/// Sizes where the per-step product runs on full register tiles (batch ≥ 4, hidden sizes a
+/// multiple of 16) besides the remainder rows.
+#[test]
+fn rnn_train_gradient_with_full_kernel_tiles() {
+    for (i, (cell, hidden)) in [
+        (Cell::Lstm, &[16usize][..]),
+        (Cell::Gru, &[8, 16][..]),
+        (Cell::Lstm, &[16, 8][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = Config {
+            cell,
+            hidden,
+            bias: Bias::Both,
+            skip: true,
+            head_bias: true,
+            initial_state: false,
+        };
+        check_params(cfg, 900 + i as u64, 6, 25);
+        check_state(cfg, 950 + i as u64, 5, 20);
+    }
+}

@@ -59,6 +59,8 @@ struct TrainLayer<T> {
     w_ih: Vec<T>,
     /// `(G·H) × H`, row-major.
     w_hh: Vec<T>,
+    /// `H × (G·H)`, row-major (`w_hh` transposed, for the forward recurrence).
+    w_hh_t: Vec<T>,
     /// Bias on the input-side pre-activations (LSTM: `b_ih + b_hh`; GRU: `b_ih`).
     b_x: Vec<T>,
     /// GRU hidden-side bias `b_hh` (zeros when absent); empty for LSTM.
@@ -232,16 +234,19 @@ fn gemm<T: Real>(
     }
 }
 
-/// Adds the column sums of a `rows × cols` row-major matrix to `out`.
-fn add_column_sums<T: Real>(m: &[T], cols: usize, acc: &mut [T], out: &mut [T]) {
-    acc.iter_mut().for_each(|v| *v = T::zero());
-    for row in m.chunks_exact(cols) {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a += v;
+fn transpose(w: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
         }
     }
-    for (o, &a) in out.iter_mut().zip(acc.iter()) {
-        *o += a;
+    t
+}
+
+fn add_to<T: Real>(out: &mut [T], v: &[T]) {
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o += x;
     }
 }
 
@@ -279,6 +284,7 @@ impl<T: Real> RnnTrainer<T> {
                 hidden: l.hidden_size,
                 w_ih: cast_vec(&l.w_ih),
                 w_hh: cast_vec(&l.w_hh),
+                w_hh_t: cast_vec(&transpose(&l.w_hh, gh, l.hidden_size)),
                 b_x: cast_vec(&b_x),
                 b_h: cast_vec(&b_h),
                 h0: cast_vec(l.initial_hidden.as_ref().unwrap_or(&zh)),
@@ -424,23 +430,12 @@ impl<T: Real> RnnTrainer<T> {
                 }
             }
             // Input-side pre-activations of the whole frame at once.
-            for row in lt.act.chunks_exact_mut(g) {
-                row.copy_from_slice(&l.b_x);
-            }
             if li == 0 {
-                gemm(
-                    nr,
-                    1,
-                    g,
-                    &tape.x,
-                    (1, 1),
-                    &l.w_ih,
-                    (1, 1),
-                    T::one(),
-                    &mut lt.act,
-                    (g, 1),
-                );
+                input_affine(&mut lt.act, &tape.x, &l.w_ih, &l.b_x);
             } else {
+                for row in lt.act.chunks_exact_mut(g) {
+                    row.copy_from_slice(&l.b_x);
+                }
                 let hin = &below[li - 1].h[nb * l.input..];
                 gemm(
                     nr,
@@ -464,18 +459,7 @@ impl<T: Real> RnnTrainer<T> {
                 let act = &mut lt.act[t * nb * g..(t + 1) * nb * g];
                 let aux = &mut lt.aux[t * bh..(t + 1) * bh];
                 if is_lstm {
-                    gemm(
-                        nb,
-                        hs,
-                        g,
-                        hprev,
-                        (hs, 1),
-                        &l.w_hh,
-                        (1, hs),
-                        T::one(),
-                        act,
-                        (g, 1),
-                    );
+                    step_gemm(nb, hs, g, hprev, &l.w_hh_t, true, act);
                     let (cprev, cnext) = lt.c[t * bh..(t + 2) * bh].split_at_mut(bh);
                     lstm_forward(act, cprev, cnext, aux, hnext, hs);
                 } else {
@@ -483,18 +467,7 @@ impl<T: Real> RnnTrainer<T> {
                     for row in gh.chunks_exact_mut(g) {
                         row.copy_from_slice(&l.b_h);
                     }
-                    gemm(
-                        nb,
-                        hs,
-                        g,
-                        hprev,
-                        (hs, 1),
-                        &l.w_hh,
-                        (1, hs),
-                        T::one(),
-                        gh,
-                        (g, 1),
-                    );
+                    step_gemm(nb, hs, g, hprev, &l.w_hh_t, true, gh);
                     gru_forward(act, gh, hprev, aux, hnext, hs);
                 }
             }
@@ -560,7 +533,7 @@ impl<T: Real> RnnTrainer<T> {
         }
         size(&mut sc.dh, nb * hmax);
         size(&mut sc.dc, nb * hmax);
-        size(&mut sc.bias, gmax);
+        size(&mut sc.bias, 4 * gmax);
         for (b, d) in dys.iter().enumerate() {
             for (t, &v) in d.iter().enumerate() {
                 sc.dy[t * nb + b] = v;
@@ -625,34 +598,12 @@ impl<T: Real> RnnTrainer<T> {
                     let cprev = &lt.c[t * bh..(t + 1) * bh];
                     lstm_backward(act, cprev, aux, dh, dc, dz, hs);
                     // dh_{t-1} = dZ_t W_hh.
-                    gemm(
-                        nb,
-                        g,
-                        hs,
-                        dz,
-                        (g, 1),
-                        &l.w_hh,
-                        (hs, 1),
-                        T::zero(),
-                        dh,
-                        (hs, 1),
-                    );
+                    step_gemm(nb, g, hs, dz, &l.w_hh, false, dh);
                 } else {
                     let dzh = &mut sc.dzh[t * nb * g..(t + 1) * nb * g];
                     gru_backward(act, aux, hprev, dh, dz, dzh, hs);
                     // dh_{t-1} = z ⊙ dh_t (left in dh) + dZh_t W_hh.
-                    gemm(
-                        nb,
-                        g,
-                        hs,
-                        dzh,
-                        (g, 1),
-                        &l.w_hh,
-                        (hs, 1),
-                        T::one(),
-                        dh,
-                        (hs, 1),
-                    );
+                    step_gemm(nb, g, hs, dzh, &l.w_hh, true, dh);
                 }
             }
             for (b, ds) in dstates.iter_mut().enumerate() {
@@ -667,23 +618,33 @@ impl<T: Real> RnnTrainer<T> {
             // Weight gradients over the whole frame.
             let dz = &sc.dz[..nr * g];
             let dzh = if is_lstm { dz } else { &sc.dzh[..nr * g] };
-            let (hin, ni): (&[T], usize) = if li == 0 {
-                (&tape.x, 1)
+            let bias = &mut sc.bias[..4 * g];
+            let ni = l.input;
+            if li == 0 {
+                // One input: dW_ih is a weighted column sum, done with the bias sum.
+                column_sums(dz, &tape.x, bias);
+                add_to(&mut grad[l.off_w_ih..l.off_w_ih + g], &bias[..g]);
+                if let Some(o) = l.off_b_ih {
+                    add_to(&mut grad[o..o + g], &bias[g..2 * g]);
+                }
             } else {
-                (&tape.layers[li - 1].h[nb * l.input..], l.input)
-            };
-            gemm(
-                g,
-                nr,
-                ni,
-                dz,
-                (1, g),
-                hin,
-                (ni, 1),
-                T::one(),
-                &mut grad[l.off_w_ih..l.off_w_ih + g * ni],
-                (ni, 1),
-            );
+                gemm(
+                    g,
+                    nr,
+                    ni,
+                    dz,
+                    (1, g),
+                    &tape.layers[li - 1].h[nb * ni..],
+                    (ni, 1),
+                    T::one(),
+                    &mut grad[l.off_w_ih..l.off_w_ih + g * ni],
+                    (ni, 1),
+                );
+                if let Some(o) = l.off_b_ih {
+                    column_sums(dz, &[], bias);
+                    add_to(&mut grad[o..o + g], &bias[g..2 * g]);
+                }
+            }
             gemm(
                 g,
                 nr,
@@ -696,12 +657,11 @@ impl<T: Real> RnnTrainer<T> {
                 &mut grad[l.off_w_hh..l.off_w_hh + g * hs],
                 (hs, 1),
             );
-            let bias = &mut sc.bias[..g];
-            if let Some(o) = l.off_b_ih {
-                add_column_sums(dz, g, bias, &mut grad[o..o + g]);
-            }
             if let Some(o) = l.off_b_hh {
-                add_column_sums(dzh, g, bias, &mut grad[o..o + g]);
+                if !is_lstm || (li > 0 && l.off_b_ih.is_none()) {
+                    column_sums(dzh, &[], bias);
+                }
+                add_to(&mut grad[o..o + g], &bias[g..2 * g]);
             }
             // Gradient into the layer below: dH_below = dZ W_ih.
             if li > 0 {
@@ -725,6 +685,52 @@ impl<T: Real> RnnTrainer<T> {
             ds.c.reverse();
         }
         dstates
+    }
+}
+
+/// Layer-0 input-side pre-activations (one input): row `r` of `act` is `b + x[r] w`.
+#[inline(always)]
+fn input_affine_body<T: Real>(act: &mut [T], x: &[T], w: &[T], b: &[T]) {
+    let g = w.len();
+    assert_eq!(b.len(), g);
+    for (row, &xv) in act.chunks_exact_mut(g).zip(x) {
+        for ((o, &wv), &bv) in row.iter_mut().zip(w).zip(b) {
+            *o = bv + xv * wv;
+        }
+    }
+}
+
+/// Column sums of the row-major matrix `m` (`out.len() / 4` columns): `out[..cols]` receives
+/// `Σ_r x[r] m[r, ·]` (when `x` is not empty) and `out[cols..2 cols]` `Σ_r m[r, ·]`; the rest
+/// of `out` is scratch. Summed in blocks of rows, which keeps the rounding error of long
+/// frames well below that of one running sum.
+#[inline(always)]
+fn column_sums_body<T: Real>(m: &[T], x: &[T], out: &mut [T]) {
+    const BLOCK: usize = 256;
+    let cols = out.len() / 4;
+    let (wsum, rest) = out.split_at_mut(cols);
+    let (sum, rest) = rest.split_at_mut(cols);
+    let (bw, bs) = rest.split_at_mut(cols);
+    wsum.iter_mut()
+        .chain(sum.iter_mut())
+        .for_each(|v| *v = T::zero());
+    for (bi, block) in m.chunks(BLOCK * cols).enumerate() {
+        bw.iter_mut()
+            .chain(bs.iter_mut())
+            .for_each(|v| *v = T::zero());
+        for (r, row) in block.chunks_exact(cols).enumerate() {
+            for (s, &v) in bs.iter_mut().zip(row) {
+                *s += v;
+            }
+            if !x.is_empty() {
+                let xv = x[bi * BLOCK + r];
+                for (s, &v) in bw.iter_mut().zip(row) {
+                    *s += xv * v;
+                }
+            }
+        }
+        add_to(wsum, bw);
+        add_to(sum, bs);
     }
 }
 
@@ -887,6 +893,11 @@ macro_rules! multiversion {
     };
 }
 
+multiversion!(input_affine, input_affine_body, input_affine_avx2,
+    (act: &mut [T], x: &[T], w: &[T], b: &[T]));
+multiversion!(column_sums, column_sums_body, column_sums_avx2,
+    (m: &[T], x: &[T], out: &mut [T]));
+
 multiversion!(lstm_forward, lstm_forward_body, lstm_forward_avx2,
     (act: &mut [T], cprev: &[T], cnext: &mut [T], tc: &mut [T], hnext: &mut [T], hs: usize));
 multiversion!(gru_forward, gru_forward_body, gru_forward_avx2,
@@ -992,6 +1003,118 @@ fn sigmoid<T: Real>(x: T) -> T {
 fn tanh<T: Real>(x: T) -> T {
     let two = T::one() + T::one();
     T::one() - two / (T::one() + exp(two * x))
+}
+
+/// The per-step product `C (m × n) = A (m × k) · B (k × n)` (`C +=` when `accumulate`), all
+/// row-major and contiguous, for the small sizes of one time step (items × hidden × gates).
+/// `matrixmultiply` re-packs the weight matrix on every call, which at these sizes costs about
+/// a quarter of the arithmetic; here the weights are stored in the order the kernel reads them
+/// and a register tile of 4 rows × 2 vectors stays in registers over the whole `k` loop.
+fn step_gemm<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    c: &mut [T],
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let wide = std::mem::size_of::<T>() == 4;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the functions were compiled for.
+        unsafe {
+            if wide {
+                step_gemm_avx2::<T, 16>(m, k, n, a, b, accumulate, c)
+            } else {
+                step_gemm_avx2::<T, 8>(m, k, n, a, b, accumulate, c)
+            }
+        }
+        return;
+    }
+    if wide {
+        step_gemm_body::<T, 16, false>(m, k, n, a, b, accumulate, c)
+    } else {
+        step_gemm_body::<T, 8, false>(m, k, n, a, b, accumulate, c)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn step_gemm_avx2<T: Real, const NR: usize>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    c: &mut [T],
+) {
+    step_gemm_body::<T, NR, true>(m, k, n, a, b, accumulate, c)
+}
+
+/// `x + y·z`, fused where the target has FMA (a separate multiply and add otherwise, since the
+/// library call behind an unfused `mul_add` would be slow).
+#[inline(always)]
+fn madd<T: Real, const FMA: bool>(x: T, y: T, z: T) -> T {
+    if FMA {
+        y.mul_add(z, x)
+    } else {
+        x + y * z
+    }
+}
+
+#[inline(always)]
+fn step_gemm_body<T: Real, const NR: usize, const FMA: bool>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    c: &mut [T],
+) {
+    const MR: usize = 4;
+    let (m4, nn) = (m - m % MR, n - n % NR);
+    // Column blocks outside, so that one k × NR panel of B stays in L1 over all rows.
+    for j0 in (0..nn).step_by(NR) {
+        for i0 in (0..m4).step_by(MR) {
+            let mut acc = [[T::zero(); NR]; MR];
+            let ar: [&[T]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
+            for l in 0..k {
+                let brow: &[T; NR] = b[l * n + j0..l * n + j0 + NR].try_into().unwrap();
+                for r in 0..MR {
+                    let av = ar[r][l];
+                    for q in 0..NR {
+                        acc[r][q] = madd::<T, FMA>(acc[r][q], av, brow[q]);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let crow = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + NR];
+                for (o, &v) in crow.iter_mut().zip(acc) {
+                    *o = if accumulate { *o + v } else { v };
+                }
+            }
+        }
+    }
+    // Remainders: rows past the last full tile, and columns past the last full panel.
+    let dot = |i: usize, j: usize| {
+        let mut s = T::zero();
+        for l in 0..k {
+            s = madd::<T, FMA>(s, a[i * k + l], b[l * n + j]);
+        }
+        s
+    };
+    for i in 0..m {
+        let cols = if i < m4 { nn..n } else { 0..n };
+        for j in cols {
+            let v = dot(i, j);
+            let o = &mut c[i * n + j];
+            *o = if accumulate { *o + v } else { v };
+        }
+    }
 }
 
 #[cfg(test)]
