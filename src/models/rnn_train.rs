@@ -523,9 +523,13 @@ impl<T: Real> RnnTrainer<T> {
         let hmax = self.layers.iter().map(|l| l.hidden).max().unwrap_or(0);
         let gmax = self.cell.gates() * hmax;
         size(&mut sc.dy, nr);
-        size(&mut sc.dz, nr * gmax);
+        // Steps per chunk of pre-activation gradients: about 256 rows, small enough to stay in
+        // cache between the step that writes them and the weight-gradient product that reads
+        // them.
+        let chunk = (256 / nb.max(1)).max(1);
+        size(&mut sc.dz, chunk * nb * gmax);
         if !is_lstm {
-            size(&mut sc.dzh, nr * gmax);
+            size(&mut sc.dzh, chunk * nb * gmax);
         }
         if self.layers.len() > 1 {
             size(&mut sc.dh_ext, nr * hmax);
@@ -593,17 +597,34 @@ impl<T: Real> RnnTrainer<T> {
                 let act = &lt.act[t * nb * g..(t + 1) * nb * g];
                 let aux = &lt.aux[t * bh..(t + 1) * bh];
                 let hprev = &lt.h[t * bh..(t + 1) * bh];
-                let dz = &mut sc.dz[t * nb * g..(t + 1) * nb * g];
+                let c0 = t - t % chunk;
+                let at = (t - c0) * nb * g..(t - c0 + 1) * nb * g;
+                let dz = &mut sc.dz[at.clone()];
                 if is_lstm {
                     let cprev = &lt.c[t * bh..(t + 1) * bh];
                     lstm_backward(act, cprev, aux, dh, dc, dz, hs);
                     // dh_{t-1} = dZ_t W_hh.
                     step_gemm(nb, g, hs, dz, &l.w_hh, false, dh);
                 } else {
-                    let dzh = &mut sc.dzh[t * nb * g..(t + 1) * nb * g];
+                    let dzh = &mut sc.dzh[at];
                     gru_backward(act, aux, hprev, dh, dz, dzh, hs);
                     // dh_{t-1} = z ⊙ dh_t (left in dh) + dZh_t W_hh.
                     step_gemm(nb, g, hs, dzh, &l.w_hh, true, dh);
+                }
+                if t == c0 {
+                    let t1 = (c0 + chunk).min(steps);
+                    let n = (t1 - c0) * nb * g;
+                    let dzh = if is_lstm { &sc.dz[..n] } else { &sc.dzh[..n] };
+                    self.weight_grads(
+                        li,
+                        tape,
+                        c0 * nb..t1 * nb,
+                        &sc.dz[..n],
+                        dzh,
+                        &mut sc.bias,
+                        &mut sc.dh_below,
+                        grad,
+                    );
                 }
             }
             for (b, ds) in dstates.iter_mut().enumerate() {
@@ -615,68 +636,7 @@ impl<T: Real> RnnTrainer<T> {
                 });
             }
 
-            // Weight gradients over the whole frame.
-            let dz = &sc.dz[..nr * g];
-            let dzh = if is_lstm { dz } else { &sc.dzh[..nr * g] };
-            let bias = &mut sc.bias[..4 * g];
-            let ni = l.input;
-            if li == 0 {
-                // One input: dW_ih is a weighted column sum, done with the bias sum.
-                column_sums(dz, &tape.x, bias);
-                add_to(&mut grad[l.off_w_ih..l.off_w_ih + g], &bias[..g]);
-                if let Some(o) = l.off_b_ih {
-                    add_to(&mut grad[o..o + g], &bias[g..2 * g]);
-                }
-            } else {
-                gemm(
-                    g,
-                    nr,
-                    ni,
-                    dz,
-                    (1, g),
-                    &tape.layers[li - 1].h[nb * ni..],
-                    (ni, 1),
-                    T::one(),
-                    &mut grad[l.off_w_ih..l.off_w_ih + g * ni],
-                    (ni, 1),
-                );
-                if let Some(o) = l.off_b_ih {
-                    column_sums(dz, &[], bias);
-                    add_to(&mut grad[o..o + g], &bias[g..2 * g]);
-                }
-            }
-            gemm(
-                g,
-                nr,
-                hs,
-                dzh,
-                (1, g),
-                &lt.h[..nr * hs],
-                (hs, 1),
-                T::one(),
-                &mut grad[l.off_w_hh..l.off_w_hh + g * hs],
-                (hs, 1),
-            );
-            if let Some(o) = l.off_b_hh {
-                if !is_lstm || (li > 0 && l.off_b_ih.is_none()) {
-                    column_sums(dzh, &[], bias);
-                }
-                add_to(&mut grad[o..o + g], &bias[g..2 * g]);
-            }
-            // Gradient into the layer below: dH_below = dZ W_ih.
             if li > 0 {
-                gemm(
-                    nr,
-                    g,
-                    ni,
-                    dz,
-                    (g, 1),
-                    &l.w_ih,
-                    (ni, 1),
-                    T::zero(),
-                    &mut sc.dh_below[..nr * ni],
-                    (ni, 1),
-                );
                 std::mem::swap(&mut sc.dh_ext, &mut sc.dh_below);
             }
         }
@@ -685,6 +645,88 @@ impl<T: Real> RnnTrainer<T> {
             ds.c.reverse();
         }
         dstates
+    }
+
+    /// Weight and bias gradients of layer `li` from the pre-activation gradients of the tape
+    /// rows `rows` (time-major `t · B + b`), and, above layer 0, the gradient these rows send
+    /// into the layer below (`dZ W_ih`, written into `dh_below`).
+    #[allow(clippy::too_many_arguments)]
+    fn weight_grads(
+        &self,
+        li: usize,
+        tape: &RnnTape<T>,
+        rows: std::ops::Range<usize>,
+        dz: &[T],
+        dzh: &[T],
+        bias: &mut [T],
+        dh_below: &mut [T],
+        grad: &mut [T],
+    ) {
+        let l = &self.layers[li];
+        let (hs, ni) = (l.hidden, l.input);
+        let g = self.cell.gates() * hs;
+        let nb = tape.batch;
+        let n = rows.len();
+        let bias = &mut bias[..4 * g];
+        let lstm = self.cell == Cell::Lstm;
+        if li == 0 {
+            // One input: dW_ih is a weighted column sum, done with the bias sum.
+            column_sums(dz, &tape.x[rows.clone()], bias);
+            add_to(&mut grad[l.off_w_ih..l.off_w_ih + g], &bias[..g]);
+        } else {
+            let hin = &tape.layers[li - 1].h[(nb + rows.start) * ni..(nb + rows.end) * ni];
+            gemm(
+                g,
+                n,
+                ni,
+                dz,
+                (1, g),
+                hin,
+                (ni, 1),
+                T::one(),
+                &mut grad[l.off_w_ih..l.off_w_ih + g * ni],
+                (ni, 1),
+            );
+            if l.off_b_ih.is_some() || (lstm && l.off_b_hh.is_some()) {
+                column_sums(dz, &[], bias);
+            }
+            // Gradient into the layer below: dH_below = dZ W_ih.
+            gemm(
+                n,
+                g,
+                ni,
+                dz,
+                (g, 1),
+                &l.w_ih,
+                (ni, 1),
+                T::zero(),
+                &mut dh_below[rows.start * ni..rows.end * ni],
+                (ni, 1),
+            );
+        }
+        if let Some(o) = l.off_b_ih {
+            add_to(&mut grad[o..o + g], &bias[g..2 * g]);
+        }
+        let hprev = &tape.layers[li].h[rows.start * hs..rows.end * hs];
+        gemm(
+            g,
+            n,
+            hs,
+            dzh,
+            (1, g),
+            hprev,
+            (hs, 1),
+            T::one(),
+            &mut grad[l.off_w_hh..l.off_w_hh + g * hs],
+            (hs, 1),
+        );
+        if let Some(o) = l.off_b_hh {
+            if !lstm {
+                column_sums(dzh, &[], bias);
+            }
+            // LSTM: both biases enter the same pre-activations.
+            add_to(&mut grad[o..o + g], &bias[g..2 * g]);
+        }
     }
 }
 
@@ -884,9 +926,19 @@ macro_rules! multiversion {
 
         fn $name<T: Real>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features the function was compiled for.
-                return unsafe { $avx2($($arg),*) };
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512<T: Real>($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { $avx2($($arg),*) };
+                }
             }
             $body($($arg),*)
         }
