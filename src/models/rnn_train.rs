@@ -429,10 +429,9 @@ impl<T: Real> RnnTrainer<T> {
                     lt.c[b * hs..(b + 1) * hs].copy_from_slice(&s.c[li]);
                 }
             }
-            // Input-side pre-activations of the whole frame at once.
-            if li == 0 {
-                input_affine(&mut lt.act, &tape.x, &l.w_ih, &l.b_x);
-            } else {
+            // Input-side pre-activations: above layer 0 one product over the whole frame;
+            // layer 0 (one input) per step below, while the rows are in cache.
+            if li > 0 {
                 for row in lt.act.chunks_exact_mut(g) {
                     row.copy_from_slice(&l.b_x);
                 }
@@ -458,6 +457,9 @@ impl<T: Real> RnnTrainer<T> {
                 let (hprev, hnext) = lt.h[t * bh..(t + 2) * bh].split_at_mut(bh);
                 let act = &mut lt.act[t * nb * g..(t + 1) * nb * g];
                 let aux = &mut lt.aux[t * bh..(t + 1) * bh];
+                if li == 0 {
+                    input_affine(act, &tape.x[t * nb..(t + 1) * nb], &l.w_ih, &l.b_x);
+                }
                 if is_lstm {
                     step_gemm(nb, hs, g, hprev, &l.w_hh_t, true, act);
                     let (cprev, cnext) = lt.c[t * bh..(t + 2) * bh].split_at_mut(bh);
