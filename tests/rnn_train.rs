@@ -424,33 +424,51 @@ fn rnn_train_backward_is_repeatable_with_reused_tape() {
     assert_eq!(grads[2], grads[0]);
 }
 
+fn check_f32(cfg: Config, seed: u64, batch: usize, steps: usize) {
+    let net = random_rnn(cfg, seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+    let xs = random_signals(&mut rng, batch, steps);
+    let cs = random_signals(&mut rng, batch, steps);
+    let s64 = vec![RnnTrainer::<f64>::new(&net).initial_state(); batch];
+    let s32 = vec![RnnTrainer::<f32>::new(&net).initial_state(); batch];
+    let (y64, g64, d64) = analytic::<f64>(&net, &xs, &cs, &s64);
+    let (y32, g32, d32) = analytic::<f32>(&net, &xs, &cs, &s32);
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let mut ey: f64 = 0.0;
+    for (a, b) in y32.iter().zip(&y64) {
+        ey = ey.max(max_rel(&widen(a), b));
+    }
+    let mut eg: f64 = 0.0;
+    for (_, r) in groups(&net) {
+        eg = eg.max(rel_err(&widen(&g32[r.clone()]), &g64[r]));
+    }
+    for (a, b) in d32.iter().zip(&d64) {
+        eg = eg.max(rel_err(&widen(&a.h.concat()), &b.h.concat()));
+    }
+    println!("{cfg:?}: f32 vs f64 outputs {ey:.2e}, gradients {eg:.2e}");
+    assert!(ey < 1e-5, "{cfg:?}: f32 outputs {ey:.3e}");
+    assert!(eg < 1e-3, "{cfg:?}: f32 gradients {eg:.3e}");
+}
+
 #[test]
 fn rnn_train_f32_matches_f64() {
     for (i, cfg) in configs().into_iter().enumerate() {
-        let net = random_rnn(cfg, 500 + i as u64);
-        let mut rng = ChaCha8Rng::seed_from_u64(600 + i as u64);
-        let (batch, steps) = (3, 200);
-        let xs = random_signals(&mut rng, batch, steps);
-        let cs = random_signals(&mut rng, batch, steps);
-        let s64 = vec![RnnTrainer::<f64>::new(&net).initial_state(); batch];
-        let s32 = vec![RnnTrainer::<f32>::new(&net).initial_state(); batch];
-        let (y64, g64, d64) = analytic::<f64>(&net, &xs, &cs, &s64);
-        let (y32, g32, d32) = analytic::<f32>(&net, &xs, &cs, &s32);
-        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-        let mut ey: f64 = 0.0;
-        for (a, b) in y32.iter().zip(&y64) {
-            ey = ey.max(max_rel(&widen(a), b));
-        }
-        let mut eg: f64 = 0.0;
-        for (_, r) in groups(&net) {
-            eg = eg.max(rel_err(&widen(&g32[r.clone()]), &g64[r]));
-        }
-        for (a, b) in d32.iter().zip(&d64) {
-            eg = eg.max(rel_err(&widen(&a.h.concat()), &b.h.concat()));
-        }
-        println!("{cfg:?}: f32 vs f64 outputs {ey:.2e}, gradients {eg:.2e}");
-        assert!(ey < 1e-5, "{cfg:?}: f32 outputs {ey:.3e}");
-        assert!(eg < 1e-3, "{cfg:?}: f32 gradients {eg:.3e}");
+        check_f32(cfg, 500 + i as u64, 3, 200);
+    }
+    // Full register tiles and half-width panels of the f32 kernel.
+    for (i, (cell, hidden)) in [(Cell::Lstm, &[16usize, 8][..]), (Cell::Gru, &[8, 16][..])]
+        .into_iter()
+        .enumerate()
+    {
+        let cfg = Config {
+            cell,
+            hidden,
+            bias: Bias::Both,
+            skip: true,
+            head_bias: true,
+            initial_state: false,
+        };
+        check_f32(cfg, 700 + i as u64, 6, 200);
     }
 }
 

@@ -1108,6 +1108,42 @@ unsafe fn step_gemm_avx2<T: Real, const NR: usize>(
     step_gemm_body::<T, NR, true>(m, k, n, a, b, accumulate, c)
 }
 
+/// Rows `0..m4` (a multiple of 4) of the columns `j0..j0 + W`: a 4 × W register tile kept over
+/// the whole `k` loop.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn panel<T: Real, const W: usize, const FMA: bool>(
+    m4: usize,
+    k: usize,
+    n: usize,
+    j0: usize,
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    c: &mut [T],
+) {
+    const MR: usize = 4;
+    for i0 in (0..m4).step_by(MR) {
+        let mut acc = [[T::zero(); W]; MR];
+        let ar: [&[T]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
+        for l in 0..k {
+            let brow: &[T; W] = b[l * n + j0..l * n + j0 + W].try_into().unwrap();
+            for r in 0..MR {
+                let av = ar[r][l];
+                for q in 0..W {
+                    acc[r][q] = madd::<T, FMA>(acc[r][q], av, brow[q]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let crow = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + W];
+            for (o, &v) in crow.iter_mut().zip(acc) {
+                *o = if accumulate { *o + v } else { v };
+            }
+        }
+    }
+}
+
 /// `x + y·z`, fused where the target has FMA (a separate multiply and add otherwise, since the
 /// library call behind an unfused `mul_add` would be slow).
 #[inline(always)]
@@ -1129,29 +1165,20 @@ fn step_gemm_body<T: Real, const NR: usize, const FMA: bool>(
     accumulate: bool,
     c: &mut [T],
 ) {
-    const MR: usize = 4;
-    let (m4, nn) = (m - m % MR, n - n % NR);
-    // Column blocks outside, so that one k × NR panel of B stays in L1 over all rows.
+    let m4 = m - m % 4;
+    let mut nn = n - n % NR;
+    // Column panels outside, so that one k × NR panel of B stays in L1 over all rows.
     for j0 in (0..nn).step_by(NR) {
-        for i0 in (0..m4).step_by(MR) {
-            let mut acc = [[T::zero(); NR]; MR];
-            let ar: [&[T]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
-            for l in 0..k {
-                let brow: &[T; NR] = b[l * n + j0..l * n + j0 + NR].try_into().unwrap();
-                for r in 0..MR {
-                    let av = ar[r][l];
-                    for q in 0..NR {
-                        acc[r][q] = madd::<T, FMA>(acc[r][q], av, brow[q]);
-                    }
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                let crow = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + NR];
-                for (o, &v) in crow.iter_mut().zip(acc) {
-                    *o = if accumulate { *o + v } else { v };
-                }
-            }
+        panel::<T, NR, FMA>(m4, k, n, j0, a, b, accumulate, c);
+    }
+    // A half-width panel for what is left (e.g. 40 = 2 · 16 + 8 columns in f32).
+    if n - nn >= NR / 2 && NR.is_multiple_of(2) {
+        match NR / 2 {
+            8 => panel::<T, 8, FMA>(m4, k, n, nn, a, b, accumulate, c),
+            4 => panel::<T, 4, FMA>(m4, k, n, nn, a, b, accumulate, c),
+            _ => unreachable!("panel widths are 16 or 8"),
         }
+        nn += NR / 2;
     }
     // Remainders: rows past the last full tile, and columns past the last full panel.
     let dot = |i: usize, j: usize| {
