@@ -1083,8 +1083,20 @@ fn step_gemm<T: Real>(
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     let wide = std::mem::size_of::<T>() == 4;
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has the features the functions were compiled for.
+        unsafe {
+            if wide {
+                step_gemm_avx512::<T, 32>(m, k, n, a, b, accumulate, c)
+            } else {
+                step_gemm_avx512::<T, 16>(m, k, n, a, b, accumulate, c)
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: as above.
         unsafe {
             if wide {
                 step_gemm_avx2::<T, 16>(m, k, n, a, b, accumulate, c)
@@ -1099,6 +1111,20 @@ fn step_gemm<T: Real>(
     } else {
         step_gemm_body::<T, 8, false>(m, k, n, a, b, accumulate, c)
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn step_gemm_avx512<T: Real, const NR: usize>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    c: &mut [T],
+) {
+    step_gemm_body::<T, NR, true>(m, k, n, a, b, accumulate, c)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1178,14 +1204,16 @@ fn step_gemm_body<T: Real, const NR: usize, const FMA: bool>(
     for j0 in (0..nn).step_by(NR) {
         panel::<T, NR, FMA>(m4, k, n, j0, a, b, accumulate, c);
     }
-    // A half-width panel for what is left (e.g. 40 = 2 · 16 + 8 columns in f32).
-    if n - nn >= NR / 2 && NR.is_multiple_of(2) {
-        match NR / 2 {
-            8 => panel::<T, 8, FMA>(m4, k, n, nn, a, b, accumulate, c),
-            4 => panel::<T, 4, FMA>(m4, k, n, nn, a, b, accumulate, c),
-            _ => unreachable!("panel widths are 16 or 8"),
+    // Narrower panels for what is left (e.g. 40 = 2 · 16 + 8 columns in f32 with AVX2).
+    for w in [16, 8, 4] {
+        if w < NR && n - nn >= w {
+            match w {
+                16 => panel::<T, 16, FMA>(m4, k, n, nn, a, b, accumulate, c),
+                8 => panel::<T, 8, FMA>(m4, k, n, nn, a, b, accumulate, c),
+                _ => panel::<T, 4, FMA>(m4, k, n, nn, a, b, accumulate, c),
+            }
+            nn += w;
         }
-        nn += NR / 2;
     }
     // Remainders: rows past the last full tile, and columns past the last full panel.
     let dot = |i: usize, j: usize| {
