@@ -97,13 +97,13 @@ pub struct RnnTrainer<T: Real> {
 /// What the backward pass needs of one layer.
 #[derive(Default)]
 struct LayerTape<T> {
-    /// `T × B × (G·H)`: gate activations (LSTM: σ(i), σ(f), tanh(g), σ(o); GRU: r, z, n).
+    /// `T × B × (G·H)`: gate activations (LSTM: σ(i), σ(f), tanh::<T, FMA>(g), σ(o); GRU: r, z, n).
     act: Vec<T>,
     /// `(T + 1) × B × H`: hidden states, starting state first.
     h: Vec<T>,
     /// LSTM: `(T + 1) × B × H` cell states, starting state first.
     c: Vec<T>,
-    /// LSTM: `T × B × H`, `tanh(c_t)`. GRU: `T × B × H`, `W_hn h_{t-1} + b_hn`.
+    /// LSTM: `T × B × H`, `tanh::<T, FMA>(c_t)`. GRU: `T × B × H`, `W_hn h_{t-1} + b_hn`.
     aux: Vec<T>,
 }
 
@@ -741,7 +741,7 @@ impl<T: Real> RnnTrainer<T> {
 
 /// Layer-0 input-side pre-activations (one input): row `r` of `act` is `b + x[r] w`.
 #[inline(always)]
-fn input_affine_body<T: Real>(act: &mut [T], x: &[T], w: &[T], b: &[T]) {
+fn input_affine_body<T: Real, const FMA: bool>(act: &mut [T], x: &[T], w: &[T], b: &[T]) {
     let g = w.len();
     assert_eq!(b.len(), g);
     for (row, &xv) in act.chunks_exact_mut(g).zip(x) {
@@ -756,7 +756,7 @@ fn input_affine_body<T: Real>(act: &mut [T], x: &[T], w: &[T], b: &[T]) {
 /// of `out` is scratch. Summed in blocks of rows, which keeps the rounding error of long
 /// frames well below that of one running sum.
 #[inline(always)]
-fn column_sums_body<T: Real>(m: &[T], x: &[T], out: &mut [T]) {
+fn column_sums_body<T: Real, const FMA: bool>(m: &[T], x: &[T], out: &mut [T]) {
     const BLOCK: usize = 256;
     let cols = out.len() / 4;
     let (wsum, rest) = out.split_at_mut(cols);
@@ -786,9 +786,9 @@ fn column_sums_body<T: Real>(m: &[T], x: &[T], out: &mut [T]) {
 }
 
 /// LSTM step for all items: `act` holds the pre-activations `(i, f, g, o)` per item and
-/// receives the activations; writes `c_t`, `tanh(c_t)` and `h_t`.
+/// receives the activations; writes `c_t`, `tanh::<T, FMA>(c_t)` and `h_t`.
 #[inline(always)]
-fn lstm_forward_body<T: Real>(
+fn lstm_forward_body<T: Real, const FMA: bool>(
     act: &mut [T],
     cprev: &[T],
     cnext: &mut [T],
@@ -806,12 +806,12 @@ fn lstm_forward_body<T: Real>(
         let tcb = &mut tc[r.clone()];
         let hn = &mut hnext[r];
         for k in 0..hs {
-            let i = sigmoid(zi[k]);
-            let f = sigmoid(zf[k]);
-            let g = tanh(zg[k]);
-            let o = sigmoid(zo[k]);
+            let i = sigmoid::<T, FMA>(zi[k]);
+            let f = sigmoid::<T, FMA>(zf[k]);
+            let g = tanh::<T, FMA>(zg[k]);
+            let o = sigmoid::<T, FMA>(zo[k]);
             let c = f * cp[k] + i * g;
-            let t = tanh(c);
+            let t = tanh::<T, FMA>(c);
             zi[k] = i;
             zf[k] = f;
             zg[k] = g;
@@ -826,7 +826,7 @@ fn lstm_forward_body<T: Real>(
 /// GRU step for all items: `act` holds the input-side pre-activations and receives
 /// `(r, z, n)`; `gh` the hidden-side ones; `bhn` receives `W_hn h + b_hn`.
 #[inline(always)]
-fn gru_forward_body<T: Real>(
+fn gru_forward_body<T: Real, const FMA: bool>(
     act: &mut [T],
     gh: &[T],
     hprev: &[T],
@@ -839,10 +839,10 @@ fn gru_forward_body<T: Real>(
         let gb = &gh[b * g..(b + 1) * g];
         let r0 = b * hs;
         for k in 0..hs {
-            let r = sigmoid(a[k] + gb[k]);
-            let z = sigmoid(a[hs + k] + gb[hs + k]);
+            let r = sigmoid::<T, FMA>(a[k] + gb[k]);
+            let z = sigmoid::<T, FMA>(a[hs + k] + gb[hs + k]);
             let bn = gb[2 * hs + k];
-            let n = tanh(a[2 * hs + k] + r * bn);
+            let n = tanh::<T, FMA>(a[2 * hs + k] + r * bn);
             a[k] = r;
             a[hs + k] = z;
             a[2 * hs + k] = n;
@@ -855,7 +855,7 @@ fn gru_forward_body<T: Real>(
 /// LSTM backward step for all items. In: `dh` = dL/dh_t, `dc` = dL/dc_t carried from t + 1.
 /// Out: `dz` = dL/d(pre-activations), `dc` = dL/dc_{t-1}.
 #[inline(always)]
-fn lstm_backward_body<T: Real>(
+fn lstm_backward_body<T: Real, const FMA: bool>(
     act: &[T],
     cprev: &[T],
     tc: &[T],
@@ -888,7 +888,7 @@ fn lstm_backward_body<T: Real>(
 /// GRU backward step for all items. In: `dh` = dL/dh_t. Out: `dz`, `dzh` = gradients of the
 /// input-side and hidden-side pre-activations; `dh` = the direct part `z ⊙ dh_t` of dL/dh_{t-1}.
 #[inline(always)]
-fn gru_backward_body<T: Real>(
+fn gru_backward_body<T: Real, const FMA: bool>(
     act: &[T],
     bhn: &[T],
     hprev: &[T],
@@ -930,7 +930,7 @@ macro_rules! multiversion {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn $avx2<T: Real>($($arg: $ty),*) {
-            $body($($arg),*)
+            $body::<T, true>($($arg),*)
         }
 
         fn $name<T: Real>($($arg: $ty),*) {
@@ -938,7 +938,7 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 unsafe fn avx512<T: Real>($($arg: $ty),*) {
-                    $body($($arg),*)
+                    $body::<T, true>($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has the features the function was compiled for.
@@ -949,7 +949,7 @@ macro_rules! multiversion {
                     return unsafe { $avx2($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            $body::<T, false>($($arg),*)
         }
     };
 }
@@ -974,17 +974,17 @@ multiversion!(gru_backward, gru_backward_body, gru_backward_avx2,
 /// The argument is clamped to the range where `2ⁿ` is a normal number (NaN passes through).
 /// Other `Real` types use their own `exp`.
 #[inline(always)]
-fn exp<T: Real>(x: T) -> T {
+fn exp<T: Real, const FMA: bool>(x: T) -> T {
     use std::any::TypeId;
     if TypeId::of::<T>() == TypeId::of::<f64>() {
         // SAFETY: T is f64.
         let v: f64 = unsafe { std::mem::transmute_copy(&x) };
-        let y = exp_f64(v);
+        let y = exp_f64::<FMA>(v);
         unsafe { std::mem::transmute_copy(&y) }
     } else if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: T is f32.
         let v: f32 = unsafe { std::mem::transmute_copy(&x) };
-        let y = exp_f32(v);
+        let y = exp_f32::<FMA>(v);
         unsafe { std::mem::transmute_copy(&y) }
     } else {
         x.exp()
@@ -992,7 +992,7 @@ fn exp<T: Real>(x: T) -> T {
 }
 
 #[inline(always)]
-fn exp_f64(x: f64) -> f64 {
+fn exp_f64<const FMA: bool>(x: f64) -> f64 {
     const MAGIC: f64 = 6755399441055744.0; // 1.5 · 2^52: adding it rounds to an integer.
                                            // fdlibm's two-part ln 2; n · LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
@@ -1020,14 +1020,14 @@ fn exp_f64(x: f64) -> f64 {
     ];
     let mut p = C[0];
     for &c in &C[1..] {
-        p = p * r + c;
+        p = madd::<_, FMA>(c, p, r);
     }
     let scale = f64::from_bits(k.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(1023) << 52);
     p * scale
 }
 
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     const MAGIC: f32 = 12582912.0; // 1.5 · 2^23
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -1047,7 +1047,7 @@ fn exp_f32(x: f32) -> f32 {
     ];
     let mut p = C[0];
     for &c in &C[1..] {
-        p = p * r + c;
+        p = madd::<_, FMA>(c, p, r);
     }
     let scale = f32::from_bits(k.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     p * scale
@@ -1055,15 +1055,15 @@ fn exp_f32(x: f32) -> f32 {
 
 /// `1 / (1 + e^{-x})`.
 #[inline(always)]
-fn sigmoid<T: Real>(x: T) -> T {
-    T::one() / (T::one() + exp(-x))
+fn sigmoid<T: Real, const FMA: bool>(x: T) -> T {
+    T::one() / (T::one() + exp::<T, FMA>(-x))
 }
 
 /// `1 − 2 / (1 + e^{2x})`: absolute error of a few ulps of 1 (what the recurrence sees).
 #[inline(always)]
-fn tanh<T: Real>(x: T) -> T {
+fn tanh<T: Real, const FMA: bool>(x: T) -> T {
     let two = T::one() + T::one();
-    T::one() - two / (T::one() + exp(two * x))
+    T::one() - two / (T::one() + exp::<T, FMA>(two * x))
 }
 
 /// The per-step product `C (m × n) = A (m × k) · B (k × n)` (`C +=` when `accumulate`), all
@@ -1243,20 +1243,25 @@ mod tests {
         let mut worst32: f64 = 0.0;
         let mut x = -700.0;
         while x < 700.0 {
-            worst64 = worst64.max((exp_f64(x) / x.exp() - 1.0).abs());
+            for e in [exp_f64::<false>(x), exp_f64::<true>(x)] {
+                worst64 = worst64.max((e / x.exp() - 1.0).abs());
+            }
             if x.abs() < 80.0 {
                 let x32 = x as f32;
-                worst32 = worst32.max((exp_f32(x32) as f64 / (x32 as f64).exp() - 1.0).abs());
+                for e in [exp_f32::<false>(x32), exp_f32::<true>(x32)] {
+                    worst32 = worst32.max((e as f64 / (x32 as f64).exp() - 1.0).abs());
+                }
             }
             x += 0.012_345_6;
         }
         assert!(worst64 < 4e-16, "f64 exp relative error {worst64:e}");
         assert!(worst32 < 3e-7, "f32 exp relative error {worst32:e}");
-        assert!(exp_f64(f64::NAN).is_nan() && exp_f32(f32::NAN).is_nan());
-        assert_eq!(exp_f64(-1e6), exp_f64(-708.0));
+        assert!(exp_f64::<false>(f64::NAN).is_nan() && exp_f32::<false>(f32::NAN).is_nan());
+        assert_eq!(exp_f64::<false>(-1e6), exp_f64::<false>(-708.0));
         for x in [-30.0, -3.0, -0.5, -1e-9, 0.0, 1e-9, 0.5, 3.0, 30.0f64] {
-            assert!((tanh(x) - x.tanh()).abs() < 4e-16);
-            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 4e-16);
+            assert!((tanh::<f64, false>(x) - x.tanh()).abs() < 4e-16);
+            assert!((tanh::<f64, true>(x) - x.tanh()).abs() < 4e-16);
+            assert!((sigmoid::<f64, false>(x) - 1.0 / (1.0 + (-x).exp())).abs() < 4e-16);
         }
     }
 }
