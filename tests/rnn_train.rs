@@ -493,3 +493,13 @@ fn rnn_train_gradient_with_full_kernel_tiles() {
         check_state(cfg, 950 + i as u64, 5, 20);
     }
 }
+
+/// The training loop shares the trainer across threads and gives each thread its own tape.
+#[test]
+fn rnn_train_types_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RnnTrainer<f64>>();
+    send_sync::<RnnTape<f64>>();
+    send_sync::<RnnTrainer<f32>>();
+    send_sync::<RnnTape<f32>>();
+}

@@ -128,6 +128,11 @@ struct Scratch<T> {
 
 /// Everything the backward pass needs from a forward pass over a batch frame; reusable across
 /// frames (no allocation once sized).
+///
+/// Size: per layer about `T · B · (G + 3) · H` values (gate activations, `h`, `c` and
+/// `tanh c` for an LSTM), e.g. 395 MB in f64 for an LSTM of hidden size 40 over 40 × 4410
+/// samples; the backward scratch adds only a few hundred rows (and, with several layers, two
+/// `T · B · H` buffers).
 #[derive(Default)]
 pub struct RnnTape<T: Real> {
     batch: usize,
