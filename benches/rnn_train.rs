@@ -1,10 +1,11 @@
 //! Forward + backward of the recurrent training engine at the size of the paper's LSTM runs:
-//! LSTM, hidden 40, skip, one layer, batch 40 × 4410 samples (one TBPTT frame per step).
+//! LSTM, hidden 40, skip, one layer, batch 40 × 4410 samples (one TBPTT frame per step); and a
+//! GRU of the same size, for reference.
 //!
-//! Prints, per precision and threading, the time per step, samples per second (batch items ×
-//! samples) and GFLOP/s counting 3 × 2·(4H)·(H+1) FLOP per sample and item (the forward
-//! recurrent and input products, the backward recurrent product and the weight gradient),
-//! then runs the same cases under criterion.
+//! Prints, per precision and threading, the time per step (wall and CPU), samples per second
+//! (batch items × samples) and GFLOP/s counting 3 × 2·(G·H)·(H+1) FLOP per sample and item for
+//! G gates (the forward recurrent and input products, the backward recurrent product and the
+//! weight gradient), then runs the LSTM cases under criterion.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
@@ -19,13 +20,13 @@ const HIDDEN: usize = 40;
 const BATCH: usize = 40;
 const FRAME: usize = 4410;
 
-fn net() -> Rnn {
+fn net(cell: Cell) -> Rnn {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut u = |n: usize, a: f64| (0..n).map(|_| rng.gen_range(-a..a)).collect::<Vec<f64>>();
-    let g = 4 * HIDDEN;
+    let g = cell.gates() * HIDDEN;
     let s = 1.0 / (HIDDEN as f64).sqrt();
     Rnn {
-        cell: Cell::Lstm,
+        cell,
         layers: vec![RnnLayer {
             input_size: 1,
             hidden_size: HIDDEN,
@@ -91,8 +92,8 @@ fn step<T: Real>(tr: &RnnTrainer<T>, workers: &mut [Worker<T>], total: &mut [T])
     }
 }
 
-fn setup<T: Real>(splits: usize) -> (RnnTrainer<T>, Vec<Worker<T>>, Vec<T>) {
-    let tr = RnnTrainer::<T>::new(&net());
+fn setup<T: Real>(cell: Cell, splits: usize) -> (RnnTrainer<T>, Vec<Worker<T>>, Vec<T>) {
+    let tr = RnnTrainer::<T>::new(&net(cell));
     let workers = (0..splits)
         .map(|i| Worker::new(&tr, BATCH / splits, i as u64 + 10))
         .collect();
@@ -118,8 +119,8 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ is 100 on Linux.
 }
 
-fn report<T: Real>(name: &str, splits: usize) {
-    let (tr, mut workers, mut total) = setup::<T>(splits);
+fn report<T: Real>(cell: Cell, name: &str, splits: usize) {
+    let (tr, mut workers, mut total) = setup::<T>(cell, splits);
     pool(splits).install(|| {
         step(&tr, &mut workers, &mut total);
         let reps = 5;
@@ -134,9 +135,9 @@ fn report<T: Real>(name: &str, splits: usize) {
             _ => String::new(),
         };
         let samples = (BATCH * FRAME) as f64;
-        let flop = samples * 3.0 * 2.0 * (4 * HIDDEN) as f64 * (HIDDEN + 1) as f64;
+        let flop = samples * 3.0 * 2.0 * (cell.gates() * HIDDEN) as f64 * (HIDDEN + 1) as f64;
         println!(
-            "rnn_train {name}: {:.3} s/step{cpu}, {:.2} M samples/s, {:.1} GFLOP/s",
+            "rnn_train {cell:?} {name}: {:.3} s/step{cpu}, {:.2} M samples/s, {:.1} GFLOP/s",
             s,
             samples / s / 1e6,
             flop / s / 1e9
@@ -146,18 +147,19 @@ fn report<T: Real>(name: &str, splits: usize) {
 
 fn bench(c: &mut Criterion) {
     for (name, splits) in [("1 thread", 1), ("2 threads", 2)] {
-        report::<f64>(&format!("f64 {name}"), splits);
-        report::<f32>(&format!("f32 {name}"), splits);
+        report::<f64>(Cell::Lstm, &format!("f64 {name}"), splits);
+        report::<f32>(Cell::Lstm, &format!("f32 {name}"), splits);
     }
+    report::<f64>(Cell::Gru, "f64 1 thread", 1);
     let mut g = c.benchmark_group("rnn_train_lstm40_b40x4410");
     g.sample_size(10);
     for splits in [1, 2] {
         let p = pool(splits);
-        let (tr, mut w, mut t) = setup::<f64>(splits);
+        let (tr, mut w, mut t) = setup::<f64>(Cell::Lstm, splits);
         g.bench_function(format!("f64_{splits}thread"), |b| {
             b.iter(|| p.install(|| step(&tr, &mut w, &mut t)))
         });
-        let (tr, mut w, mut t) = setup::<f32>(splits);
+        let (tr, mut w, mut t) = setup::<f32>(Cell::Lstm, splits);
         g.bench_function(format!("f32_{splits}thread"), |b| {
             b.iter(|| p.install(|| step(&tr, &mut w, &mut t)))
         });
