@@ -97,7 +97,7 @@ pub struct RnnTrainer<T: Real> {
 /// What the backward pass needs of one layer.
 #[derive(Default)]
 struct LayerTape<T> {
-    /// `T × B × (G·H)`: gate activations (LSTM: σ(i), σ(f), tanh::<T, FMA>(g), σ(o); GRU: r, z, n).
+    /// `T × B × (G·H)`: gate activations (LSTM: σ(i), σ(f), tanh(g), σ(o); GRU: r, z, n).
     act: Vec<T>,
     /// `(T + 1) × B × H`: hidden states, starting state first.
     h: Vec<T>,
