@@ -103,7 +103,7 @@ struct LayerTape<T> {
     h: Vec<T>,
     /// LSTM: `(T + 1) × B × H` cell states, starting state first.
     c: Vec<T>,
-    /// LSTM: `T × B × H`, `tanh::<T, FMA>(c_t)`. GRU: `T × B × H`, `W_hn h_{t-1} + b_hn`.
+    /// LSTM: `T × B × H`, `tanh(c_t)`. GRU: `T × B × H`, `W_hn h_{t-1} + b_hn`.
     aux: Vec<T>,
 }
 
@@ -791,7 +791,7 @@ fn column_sums_body<T: Real, const FMA: bool>(m: &[T], x: &[T], out: &mut [T]) {
 }
 
 /// LSTM step for all items: `act` holds the pre-activations `(i, f, g, o)` per item and
-/// receives the activations; writes `c_t`, `tanh::<T, FMA>(c_t)` and `h_t`.
+/// receives the activations; writes `c_t`, `tanh(c_t)` and `h_t`.
 #[inline(always)]
 fn lstm_forward_body<T: Real, const FMA: bool>(
     act: &mut [T],
