@@ -11,6 +11,7 @@ pub mod activations;
 pub mod linear;
 pub mod oversample;
 pub mod rnn;
+pub mod rnn_train;
 pub mod wavenet;
 pub mod wavenet_train;
 

@@ -3,4 +3,4 @@
 
 pub mod adam;
 pub mod checkpoint;
-// pub mod finetune; (enabled with the recurrent training engine)
+pub mod finetune;
