@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod finetune;
 pub mod inspect;
 pub mod process;
 
@@ -24,6 +25,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Run a model over a mono WAV file.
     Process(process::Args),
+    /// Fine-tune a model to remove its aliasing (teacher-student, same format out).
+    Finetune(finetune::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -32,6 +35,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Process(a) => process::run(a),
+        Command::Finetune(a) => finetune::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -212,6 +212,37 @@ impl Network {
         out
     }
 
+    /// Runs the network over several equal-length signals from its initial state, spread
+    /// over rayon's threads. Recurrent networks advance all items of a thread together
+    /// through the batched training kernels (the per-step products become small matrix
+    /// products), which is several times faster than one [`Processor`] per item; the results
+    /// equal [`Network::process`] to rounding (≤ 1e-12 relative, tested).
+    pub fn process_batch(&self, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        use rayon::prelude::*;
+        let same_len = inputs.windows(2).all(|w| w[0].len() == w[1].len());
+        match self {
+            Network::Rnn(r) if same_len && !inputs.is_empty() => {
+                let trainer = rnn_train::RnnTrainer::<f64>::new(r);
+                let threads = rayon::current_num_threads().clamp(1, inputs.len());
+                let chunk = inputs.len().div_ceil(threads);
+                inputs
+                    .par_chunks(chunk)
+                    .flat_map_iter(|items| {
+                        let xs: Vec<&[f64]> = items.iter().map(Vec::as_slice).collect();
+                        let mut states = vec![trainer.initial_state(); items.len()];
+                        let mut ys: Vec<Vec<f64>> =
+                            items.iter().map(|x| vec![0.0; x.len()]).collect();
+                        let mut refs: Vec<&mut [f64]> =
+                            ys.iter_mut().map(Vec::as_mut_slice).collect();
+                        trainer.run(&xs, &mut states, &mut refs);
+                        ys
+                    })
+                    .collect()
+            }
+            _ => inputs.par_iter().map(|x| self.process::<f64>(x)).collect(),
+        }
+    }
+
     /// Checks that every weight is finite; names the first one that is not.
     pub fn check_finite(&self) -> crate::Result<()> {
         match self.params().iter().position(|v| !v.is_finite()) {
@@ -226,6 +257,16 @@ impl Network {
 }
 
 impl Model {
+    /// The model's sample rate, or, when the file states none, the rate its format's plugins
+    /// assume (GuitarML: 44.1 kHz, NAM: 48 kHz); the flag says whether it was assumed.
+    pub fn rate_or_default(&self) -> (f64, bool) {
+        match (self.sample_rate, self.source.format) {
+            (Some(r), _) => (r, false),
+            (None, crate::formats::Format::GuitarMl) => (44100.0, true),
+            (None, crate::formats::Format::Nam) => (48000.0, true),
+        }
+    }
+
     /// Runs the model over `input` from its initial state (see [`Network::process`]).
     pub fn process<T: Real>(&self, input: &[T]) -> Vec<T> {
         self.network.process(input)

@@ -242,10 +242,8 @@ impl Validation {
             .filter(|t| (t.midi as usize - 21).is_multiple_of(stride.max(1)))
             .collect();
         let len = eval_tone_len(fs);
-        let teacher_out = tones
-            .par_iter()
-            .map(|t| teacher.process::<f64>(&t.tone.render(fs, len)))
-            .collect();
+        let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.tone.render(fs, len)).collect();
+        let teacher_out = teacher.process_batch(&inputs);
         Ok(Validation {
             tones,
             teacher_out,
@@ -256,21 +254,33 @@ impl Validation {
 
     fn evaluate(&self, student: &Network, w: LossWeights) -> Result<(f64, f64, f64)> {
         let len = eval_tone_len(self.fs);
+        let inputs: Vec<Vec<f64>> = self
+            .tones
+            .iter()
+            .map(|t| t.tone.render(self.fs, len))
+            .collect();
+        let outputs = student.process_batch(&inputs);
         let per_tone: Vec<_> = self
             .tones
             .par_iter()
             .zip(&self.teacher_out)
-            .map(|(t, yt)| {
-                let y = student.process::<f64>(&t.tone.render(self.fs, len));
-                self.analyzer.tone_metrics(&y, t.tone.f0, Some(yt))
-            })
+            .zip(&outputs)
+            .map(|((t, yt), y)| self.analyzer.tone_metrics(y, t.tone.f0, Some(yt)))
             .collect::<Result<_>>()?;
         let n = per_tone.len() as f64;
         let db = |v: f64| 10.0 * v.max(1e-30).log10();
         let nmr_s_db = per_tone.iter().map(|m| db(m.nmr_s)).sum::<f64>() / n;
-        let esr_t_db = per_tone.iter().map(|m| db(m.esr_t.unwrap_or(0.0))).sum::<f64>() / n;
+        let esr_t_db = per_tone
+            .iter()
+            .map(|m| db(m.esr_t.unwrap_or(0.0)))
+            .sum::<f64>()
+            / n;
         let esr_t_mean = per_tone.iter().map(|m| m.esr_t.unwrap_or(0.0)).sum::<f64>() / n;
-        let nmr_t_db = per_tone.iter().map(|m| db(m.nmr_t.unwrap_or(0.0))).sum::<f64>() / n;
+        let nmr_t_db = per_tone
+            .iter()
+            .map(|m| db(m.nmr_t.unwrap_or(0.0)))
+            .sum::<f64>()
+            / n;
         let score = w.esr * esr_t_mean + w.nmr * 10f64.powf(nmr_t_db / 10.0);
         Ok((nmr_s_db, esr_t_db, score))
     }
@@ -443,16 +453,13 @@ impl Finetuner {
         let len = self.schedule.tone_len;
         let analyzer = &self.analyzer;
         let teacher = &self.teacher;
-        let pairs: Vec<(Vec<f64>, Vec<f64>)> = tones
+        let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.render(fs, len)).collect();
+        let outputs = teacher.process_batch(&inputs);
+        let targets = tones
             .par_iter()
-            .map(|t| {
-                let x = t.render(fs, len);
-                let y = teacher.process::<f64>(&x);
-                let (_, clean) = analyzer.remove_aliasing(&y, t.f0)?;
-                Ok((x, clean))
-            })
+            .zip(&outputs)
+            .map(|(t, y)| Ok(analyzer.remove_aliasing(y, t.f0)?.1))
             .collect::<Result<_>>()?;
-        let (inputs, targets) = pairs.into_iter().unzip();
         Ok(Batch { inputs, targets })
     }
 
@@ -588,8 +595,7 @@ impl Finetuner {
         if c.max_duration.is_some_and(|m| elapsed >= m) {
             return Some(StopReason::TimeBudget);
         }
-        if c
-            .patience
+        if c.patience
             .is_some_and(|p| self.since_improvement >= p && !self.history.is_empty())
         {
             return Some(StopReason::EarlyStopping);
@@ -687,7 +693,10 @@ impl Finetuner {
             .collect();
         // Warm the states on the samples before the analysed second, without gradient.
         subs.par_iter_mut().for_each(|s| {
-            let xs: Vec<&[T]> = inputs[s.range.clone()].iter().map(|x| &x[..start]).collect();
+            let xs: Vec<&[T]> = inputs[s.range.clone()]
+                .iter()
+                .map(|x| &x[..start])
+                .collect();
             let mut ys: Vec<&mut [T]> = s.ys.iter_mut().map(|y| &mut y[..start]).collect();
             trainer.run(&xs, &mut s.states, &mut ys);
         });
@@ -698,19 +707,26 @@ impl Finetuner {
                 return Ok(false);
             }
             let trainer = rnn(&self.student);
-            let (a, b) = (start + f * sched.frame_len, start + (f + 1) * sched.frame_len);
+            let (a, b) = (
+                start + f * sched.frame_len,
+                start + (f + 1) * sched.frame_len,
+            );
             subs.par_iter_mut().for_each(|s| {
                 let xs: Vec<&[T]> = inputs[s.range.clone()].iter().map(|x| &x[a..b]).collect();
-                let mut ys: Vec<&mut [T]> = s
-                    .ys
-                    .iter_mut()
-                    .map(|y| &mut y[..sched.frame_len])
-                    .collect();
+                let mut ys: Vec<&mut [T]> =
+                    s.ys.iter_mut().map(|y| &mut y[..sched.frame_len]).collect();
                 trainer.forward(&xs, &mut s.states, &mut s.tape, &mut ys);
             });
             let preds: Vec<Vec<f64>> = subs
                 .iter()
-                .flat_map(|s| s.ys.iter().map(|y| y[..sched.frame_len].iter().map(|v| v.to_f64_exact()).collect()))
+                .flat_map(|s| {
+                    s.ys.iter().map(|y| {
+                        y[..sched.frame_len]
+                            .iter()
+                            .map(|v| v.to_f64_exact())
+                            .collect()
+                    })
+                })
                 .collect();
             let fa = f * sched.frame_len;
             let pred_refs: Vec<&[f64]> = preds.iter().map(|p| p.as_slice()).collect();

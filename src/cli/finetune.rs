@@ -1,0 +1,369 @@
+//! `dealias finetune MODEL [-o OUT]`: teacher–student anti-aliasing fine-tuning (paper sec. 2),
+//! writing a model of the same format, a Table-1-style before/after summary (printed and as
+//! JSON beside OUT) and a resumable checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::loss::{LossWeights, PreEmphasis};
+use crate::train::adam::AdamConfig;
+use crate::train::checkpoint::Checkpoint;
+use crate::train::finetune::{
+    Event, FinetuneConfig, FinetuneOutcome, Finetuner, Precision, StopReason,
+};
+
+/// Pre-emphasis filter choice on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PreEmphasisArg {
+    /// The paper's 12/16 kHz low-pass FIR (sec. 2.3).
+    Lowpass,
+    /// No filtering before the loss.
+    None,
+}
+
+/// Arithmetic precision of the student.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    F64,
+    F32,
+}
+
+/// Arguments of `dealias finetune`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model to anti-alias (.nam or GuitarML .json); it is never modified.
+    pub model: PathBuf,
+    /// Output model (same format); default: MODEL with "-dealiased" added to its name.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Stop after this many optimiser steps.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Stop after this many epochs (the paper's 40,000 steps are 100 LSTM epochs).
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Stop after this many minutes of training (wall clock).
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Stop when validation has not improved for this many validations (0: never).
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Validate every this many batches (default: once per epoch).
+    #[arg(long)]
+    pub validate_every: Option<usize>,
+    /// Random seed of the training tones.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Random tones per epoch.
+    #[arg(long, default_value_t = 1600)]
+    pub tones_per_epoch: usize,
+    /// Tones per batch (default 40 for recurrent models, 32 for WaveNets).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tone length in seconds (default 1.2 recurrent, 1.05 WaveNet; the last second is the target).
+    #[arg(long)]
+    pub tone_seconds: Option<f64>,
+    /// Frame (one optimiser step) in seconds (default 0.1 recurrent, 0.5 WaveNet).
+    #[arg(long)]
+    pub frame_seconds: Option<f64>,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    /// Weight of the NMR term (λ of eq. 17).
+    #[arg(long = "lambda", default_value_t = 0.5)]
+    pub nmr_weight: f64,
+    /// Weight of the ESR term.
+    #[arg(long, default_value_t = 0.5)]
+    pub esr_weight: f64,
+    /// Weight of the DC term.
+    #[arg(long, default_value_t = 1.0)]
+    pub dc_weight: f64,
+    /// Pre-emphasis filter applied to target and prediction before the loss.
+    #[arg(long, value_enum, default_value = "lowpass")]
+    pub pre_emphasis: PreEmphasisArg,
+    /// Arithmetic precision of the student during training.
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: PrecisionArg,
+    /// Worker threads (default: all cores); the result depends on seed and thread count.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Sample rate for a model file that states none (default 48000, NAM's standard rate).
+    #[arg(long)]
+    pub sample_rate: Option<f64>,
+    /// Checkpoint file (default: OUT with ".checkpoint.json" appended).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Minutes between checkpoints.
+    #[arg(long, default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
+    /// Continue from the checkpoint of an interrupted run with the same settings.
+    #[arg(long)]
+    pub resume: bool,
+    /// Every how many semitones of the evaluation sine set the validation uses.
+    #[arg(long, default_value_t = 3)]
+    pub validation_stride: usize,
+    /// Print no progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Default output path: `dir/name-dealiased.ext`.
+fn default_output(model: &Path) -> PathBuf {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let ext = model
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    model.with_file_name(format!("{stem}-dealiased{ext}"))
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Runs `dealias finetune`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.model));
+    crate::io::ensure_distinct(&args.model, &output)?;
+    let model = crate::load_model(&args.model)?;
+    for n in &model.source.notices {
+        super::notice(n);
+    }
+    let fs = match (model.sample_rate, args.sample_rate) {
+        (Some(m), Some(a)) if m != a => bail!(
+            "the model was trained at {m} Hz; --sample-rate {a} contradicts it (fine-tuning runs at the model's rate)"
+        ),
+        (None, Some(a)) => a,
+        _ => {
+            let (rate, assumed) = model.rate_or_default();
+            if assumed {
+                super::notice(&format!(
+                    "the model states no sample rate; fine-tuning at {rate} Hz, the {} default (set --sample-rate)",
+                    model.source.format.name()
+                ));
+            }
+            rate
+        }
+    };
+    let checkpoint_path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| with_suffix(&output, ".checkpoint.json"));
+    let threads = args
+        .threads
+        .unwrap_or_else(rayon::current_num_threads)
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start the worker threads")?;
+    let config = FinetuneConfig {
+        seed: args.seed,
+        sample_rate: fs,
+        tones_per_epoch: args.tones_per_epoch,
+        batch_size: args.batch_size,
+        tone_seconds: args.tone_seconds,
+        frame_seconds: args.frame_seconds,
+        weights: LossWeights {
+            esr: args.esr_weight,
+            nmr: args.nmr_weight,
+            dc: args.dc_weight,
+        },
+        pre_emphasis: match args.pre_emphasis {
+            PreEmphasisArg::Lowpass => PreEmphasis::Lowpass,
+            PreEmphasisArg::None => PreEmphasis::None,
+        },
+        adam: AdamConfig {
+            lr: args.lr,
+            ..AdamConfig::default()
+        },
+        precision: match args.precision {
+            PrecisionArg::F64 => Precision::F64,
+            PrecisionArg::F32 => Precision::F32,
+        },
+        threads,
+        max_steps: args.steps,
+        max_epochs: Some(args.epochs),
+        max_duration: args.minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        patience: (args.patience > 0).then_some(args.patience),
+        validate_every_batches: args.validate_every,
+        validation_stride: args.validation_stride,
+        checkpoint_path: Some(checkpoint_path.clone()),
+        checkpoint_interval: Duration::from_secs_f64(args.checkpoint_minutes * 60.0),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // First Ctrl-C: finish cleanly with a checkpoint; second: leave at once.
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: writing a checkpoint (Ctrl-C again to quit at once)");
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+
+    let (outcome, teacher) = pool.install(|| -> anyhow::Result<_> {
+        let mut tuner = Finetuner::new(&model.network, config.clone())?;
+        if args.resume {
+            let ck = Checkpoint::load(&checkpoint_path)?;
+            tuner.resume(&ck)?;
+            super::notice(&format!(
+                "resuming from {} at step {}",
+                checkpoint_path.display(),
+                ck.step
+            ));
+        }
+        let sched = tuner.schedule();
+        let steps_per_epoch = (sched.batches_per_epoch * sched.frames) as u64;
+        let total = args
+            .steps
+            .unwrap_or(steps_per_epoch * args.epochs as u64)
+            .min(steps_per_epoch * args.epochs as u64);
+        let bar = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} step {pos}/{len} [{elapsed_precise} ETA {eta}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_position(tuner.step());
+        // Lines between progress updates; plain stderr when there is no terminal.
+        let say = |line: String| {
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        };
+        say(format!(
+            "fine-tuning {} ({}, {} parameters) at {fs} Hz: batch {}, {} frames of {} samples per batch, {} threads",
+            args.model.display(),
+            model.network.kind(),
+            model.network.num_params(),
+            sched.batch,
+            sched.frames,
+            sched.frame_len,
+            threads
+        ));
+        let mut on_event = |e: Event| match e {
+            Event::Step {
+                step,
+                epoch,
+                loss,
+                steps_per_second,
+            } => {
+                bar.set_position(step);
+                bar.set_message(format!(
+                    "epoch {epoch} loss {:.4} ESR {:.4} NMR {:.4} {:.2} steps/s",
+                    loss.value, loss.esr, loss.nmr, steps_per_second
+                ));
+            }
+            Event::Validation(v) => say(format!(
+                "validation at step {}: NMR-S {:.2} dB, ESR-T {:.2} dB (mean of dB), score {:.5}{}",
+                v.step,
+                v.nmr_s_db,
+                v.esr_t_db,
+                v.score,
+                if v.improved { " (best so far)" } else { "" }
+            )),
+            Event::Checkpoint { .. } => {}
+        };
+        let outcome = tuner.run(&stop, &mut on_event)?;
+        bar.finish_and_clear();
+        Ok((outcome, model.network.clone()))
+    })?;
+
+    report_and_save(
+        &args,
+        &model,
+        &teacher,
+        &outcome,
+        &output,
+        &checkpoint_path,
+        fs,
+        &pool,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_and_save(
+    args: &Args,
+    model: &crate::Model,
+    teacher: &crate::Network,
+    outcome: &FinetuneOutcome,
+    output: &Path,
+    checkpoint_path: &Path,
+    fs: f64,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<()> {
+    let why = match outcome.stop {
+        StopReason::MaxSteps => "step limit reached",
+        StopReason::MaxEpochs => "epoch limit reached",
+        StopReason::TimeBudget => "time budget spent",
+        StopReason::EarlyStopping => "validation stopped improving",
+        StopReason::Interrupted => "interrupted",
+    };
+    eprintln!(
+        "stopped after {} steps, {} epochs, {:.1} min: {why}",
+        outcome.steps,
+        outcome.epochs,
+        outcome.elapsed.as_secs_f64() / 60.0
+    );
+    let summary =
+        pool.install(|| crate::eval::summary::before_after(teacher, &outcome.best, fs))?;
+    println!("{}", summary.table());
+    let mut student = model.clone();
+    student.network = outcome.best.clone();
+    let note = serde_json::json!({
+        "method": "teacher-student anti-aliasing fine-tuning (Carson, Wright & Bilbao, DAFx25)",
+        "steps": outcome.steps,
+        "seed": args.seed,
+        "nmr_s_db": summary.student.nmr_s_db,
+        "esr_t_db": summary.esr_t_db,
+    });
+    crate::formats::save_model_with_note(&student, output, Some(note))?;
+    let report = with_suffix(output, ".report.json");
+    let mut json = summary.to_json();
+    json["steps"] = outcome.steps.into();
+    json["epochs"] = outcome.epochs.into();
+    json["minutes"] = (outcome.elapsed.as_secs_f64() / 60.0).into();
+    json["stop"] = why.into();
+    json["validation"] = outcome
+        .history
+        .iter()
+        .map(|v| {
+            serde_json::json!({"epoch": v.epoch, "step": v.step, "nmr_s_mean_db": v.nmr_s_db,
+                "esr_t_mean_db": v.esr_t_db, "score": v.score})
+        })
+        .collect();
+    crate::io::write_atomic(&report, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    eprintln!("wrote {} and {}", output.display(), report.display());
+    if outcome.stop == StopReason::Interrupted {
+        eprintln!(
+            "the best student so far was written; continue with the same command and --resume (checkpoint {})",
+            checkpoint_path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The before/after summary of a fine-tuning run, in the shape of the paper's Table 1: the
+//! sine-set metrics (sec. 2.6) of the teacher and of the student, the student's -T metrics
+//! against the teacher, each as `10·log10` of the mean of linear values (the paper's "arithmetic
+//! mean") and as the mean of per-tone dB values.
+
+use serde_json::{json, Value};
+
+use crate::dsp::tones::{eval_sine_set, eval_tone_len};
+use crate::loss::metrics::{sine_set_metrics, Aggregate, SineSetMetrics};
+use crate::models::Network;
+use crate::Result;
+
+/// ESR-S and NMR-S of one model, both aggregations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelfMetrics {
+    pub esr_s: Aggregate,
+    pub nmr_s: Aggregate,
+    /// `nmr_s.mean_linear_db`, the headline number.
+    pub nmr_s_db: f64,
+}
+
+/// Teacher and student on the evaluation sine set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub teacher: SelfMetrics,
+    pub student: SelfMetrics,
+    pub esr_t: Aggregate,
+    pub nmr_t: Aggregate,
+    pub hesr_t: Aggregate,
+    /// `esr_t.mean_linear_db`.
+    pub esr_t_db: f64,
+}
+
+/// Runs `net` over the evaluation sine set (f64, zero phase, 1.2 s), tones in parallel.
+pub fn sine_set_outputs(net: &Network, fs: f64) -> Vec<Vec<f64>> {
+    let len = eval_tone_len(fs);
+    let inputs: Vec<Vec<f64>> = eval_sine_set()
+        .iter()
+        .map(|t| t.tone.render(fs, len))
+        .collect();
+    net.process_batch(&inputs)
+}
+
+fn self_metrics(m: &SineSetMetrics) -> SelfMetrics {
+    SelfMetrics {
+        esr_s: m.esr_s,
+        nmr_s: m.nmr_s,
+        nmr_s_db: m.nmr_s.mean_linear_db,
+    }
+}
+
+/// Measures teacher and student at sample rate `fs`.
+pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Summary> {
+    let f0s: Vec<f64> = eval_sine_set().iter().map(|t| t.tone.f0).collect();
+    let yt = sine_set_outputs(teacher, fs);
+    let ys = sine_set_outputs(student, fs);
+    let mt = sine_set_metrics(fs, &yt, &f0s, None)?;
+    let ms = sine_set_metrics(fs, &ys, &f0s, Some(&yt))?;
+    let missing = || crate::Error::InvalidArgument("teacher metrics missing".into());
+    let esr_t = ms.esr_t.ok_or_else(missing)?;
+    Ok(Summary {
+        teacher: self_metrics(&mt),
+        student: self_metrics(&ms),
+        esr_t,
+        nmr_t: ms.nmr_t.ok_or_else(missing)?,
+        hesr_t: ms.hesr_t.ok_or_else(missing)?,
+        esr_t_db: esr_t.mean_linear_db,
+    })
+}
+
+impl Summary {
+    /// A text table, one row per model as in Table 1 (dB; mean of linear values, with the
+    /// mean of per-tone dB values in brackets).
+    pub fn table(&self) -> String {
+        let c = |a: &Aggregate| format!("{:>7.1} ({:>6.1})", a.mean_linear_db, a.mean_db);
+        let dash = format!("{:>16}", "-");
+        let mut s = String::new();
+        s.push_str("sine set, dB: 10·log10(mean of linear) (mean of per-tone dB)\n");
+        s.push_str(&format!(
+            "{:<8} {:>16} {:>16} {:>16} {:>16} {:>16}\n",
+            "role", "ESR-S", "NMR-S", "ESR-T", "NMR-T", "HESR-T"
+        ));
+        s.push_str(&format!(
+            "{:<8} {} {} {dash} {dash} {dash}\n",
+            "teacher",
+            c(&self.teacher.esr_s),
+            c(&self.teacher.nmr_s)
+        ));
+        s.push_str(&format!(
+            "{:<8} {} {} {} {} {}",
+            "student",
+            c(&self.student.esr_s),
+            c(&self.student.nmr_s),
+            c(&self.esr_t),
+            c(&self.nmr_t),
+            c(&self.hesr_t)
+        ));
+        s
+    }
+
+    /// The summary as JSON (`*_db`: mean of linear values in dB; `*_mean_db`: mean of dB).
+    pub fn to_json(&self) -> Value {
+        let pair = |a: &Aggregate| (a.mean_linear_db, a.mean_db);
+        let side = |m: &SelfMetrics| {
+            json!({
+                "esr_s_db": pair(&m.esr_s).0, "esr_s_mean_db": pair(&m.esr_s).1,
+                "nmr_s_db": pair(&m.nmr_s).0, "nmr_s_mean_db": pair(&m.nmr_s).1,
+            })
+        };
+        json!({
+            "teacher": side(&self.teacher),
+            "student": side(&self.student),
+            "esr_t_db": self.esr_t.mean_linear_db, "esr_t_mean_db": self.esr_t.mean_db,
+            "nmr_t_db": self.nmr_t.mean_linear_db, "nmr_t_mean_db": self.nmr_t.mean_db,
+            "hesr_t_db": self.hesr_t.mean_linear_db, "hesr_t_mean_db": self.hesr_t.mean_db,
+        })
+    }
+}
