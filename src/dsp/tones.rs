@@ -49,6 +49,8 @@ impl Tone {
 #[derive(Clone, Debug)]
 pub struct ToneGenerator {
     rng: ChaCha8Rng,
+    /// Range of the uniform MIDI note `l` (eq. 5: 21 to 127).
+    midi: (f64, f64),
 }
 
 impl ToneGenerator {
@@ -56,12 +58,24 @@ impl ToneGenerator {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
+            midi: (21.0, 127.0),
         }
     }
 
     /// A generator continuing from `rng`'s position (to resume a run).
     pub fn from_rng(rng: ChaCha8Rng) -> Self {
-        Self { rng }
+        Self {
+            rng,
+            midi: (21.0, 127.0),
+        }
+    }
+
+    /// Keeps the notes below `max_hz` (for sample rates where eq. 5's upper note, 12.5 kHz,
+    /// would be above Nyquist); the paper's range is kept where it fits.
+    pub fn below(mut self, max_hz: f64) -> Self {
+        let top = 69.0 + 12.0 * (max_hz / 440.0).log2();
+        self.midi.1 = self.midi.1.min(top).max(self.midi.0 + 1.0);
+        self
     }
 
     /// The underlying random stream (its position is saved in checkpoints).
@@ -73,7 +87,7 @@ impl ToneGenerator {
     pub fn next_tone(&mut self) -> Tone {
         let amplitude = self.rng.gen_range(0.0..1.0);
         let phase = self.rng.gen_range(0.0..2.0 * PI);
-        let l = self.rng.gen_range(21.0..127.0);
+        let l = self.rng.gen_range(self.midi.0..self.midi.1);
         Tone {
             f0: midi_to_hz(l),
             amplitude,

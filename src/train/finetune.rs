@@ -227,6 +227,14 @@ pub struct FinetuneOutcome {
     pub history: Vec<ValidationResult>,
 }
 
+/// How a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchEnd {
+    Complete,
+    Interrupted,
+    StepLimit,
+}
+
 /// Validation set: a subset of the evaluation sine set and the teacher's outputs on it.
 struct Validation {
     tones: Vec<EvalTone>,
@@ -334,7 +342,7 @@ impl Finetuner {
             analyzer: HarmonicAnalyzer::new(schedule.analysed, fs)?,
             validation: Validation::new(teacher, fs, config.validation_stride)?,
             adam: Adam::new(teacher.num_params(), config.adam),
-            tones: ToneGenerator::new(config.seed),
+            tones: ToneGenerator::new(config.seed).below(0.45 * config.sample_rate),
             teacher: teacher.clone(),
             schedule,
             config,
@@ -421,7 +429,8 @@ impl Finetuner {
         }
         self.student.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
-        self.tones = ToneGenerator::from_rng(ck.rng.restore());
+        self.tones =
+            ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.config.sample_rate);
         self.step = ck.step;
         self.epoch = ck.epoch;
         self.batch_in_epoch = ck.batch_in_epoch;
@@ -509,8 +518,14 @@ impl Finetuner {
                 })
             });
             match completed {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(BatchEnd::Complete) => {}
+                Ok(BatchEnd::StepLimit) => {
+                    // The student keeps its last steps; the checkpoint stays at the batch
+                    // boundary, from which a longer run continues deterministically.
+                    self.write_checkpoint(&boundary, on_event)?;
+                    break StopReason::MaxSteps;
+                }
+                Ok(BatchEnd::Interrupted) => {
                     // Interrupted mid-batch: roll back to the last batch boundary.
                     self.write_checkpoint(&boundary, on_event)?;
                     self.restore_boundary(&boundary)?;
@@ -543,16 +558,19 @@ impl Finetuner {
                 last_checkpoint = Instant::now();
             }
         };
-        if reason == StopReason::Interrupted {
-            self.write_checkpoint(&boundary, on_event)?;
-        } else if self.history.last().is_none_or(|v| v.step != self.step) {
+        // A run that stopped between batches checkpoints its final state; one that stopped
+        // mid-batch keeps the batch boundary on disk (already written above), from which a
+        // resumed run repeats exactly what an uninterrupted one would have done.
+        let mid_batch = self.step != boundary.step;
+        if reason != StopReason::Interrupted
+            && self.history.last().is_none_or(|v| v.step != self.step)
+        {
             // Judge the final student too, so that the best one is chosen among all.
             let v = self.validate()?;
             on_event(Event::Validation(v));
-            boundary = self.checkpoint(elapsed(self));
-            self.write_checkpoint(&boundary, on_event)?;
-        } else {
-            self.write_checkpoint(&boundary, on_event)?;
+        }
+        if !mid_batch {
+            self.write_checkpoint(&self.checkpoint(elapsed(self)), on_event)?;
         }
         let mut best = self.student.clone();
         if let Some(p) = &self.best_params {
@@ -644,13 +662,24 @@ impl Finetuner {
         Ok(())
     }
 
-    /// Trains on one batch. Returns `Ok(false)` when interrupted before its end.
+    /// Whether a batch should end before its next frame.
+    fn frame_gate(&self, stop: &AtomicBool) -> Option<BatchEnd> {
+        if stop.load(Ordering::SeqCst) {
+            Some(BatchEnd::Interrupted)
+        } else if self.config.max_steps.is_some_and(|m| self.step >= m) {
+            Some(BatchEnd::StepLimit)
+        } else {
+            None
+        }
+    }
+
+    /// Trains on one batch, frame by frame.
     fn train_batch<T: Real>(
         &mut self,
         batch: &Batch,
         stop: &AtomicBool,
         on_step: &mut dyn FnMut(u64, usize, BatchLoss),
-    ) -> Result<bool> {
+    ) -> Result<BatchEnd> {
         match &self.student {
             Network::Rnn(_) => self.train_batch_rnn::<T>(batch, stop, on_step),
             Network::WaveNet(_) => self.train_batch_wavenet::<T>(batch, stop, on_step),
@@ -663,7 +692,7 @@ impl Finetuner {
         batch: &Batch,
         stop: &AtomicBool,
         on_step: &mut dyn FnMut(u64, usize, BatchLoss),
-    ) -> Result<bool> {
+    ) -> Result<BatchEnd> {
         let sched = self.schedule;
         let start = sched.analysis_start();
         let inputs: Vec<Vec<T>> = batch.inputs.iter().map(|x| cast_vec(x)).collect();
@@ -703,8 +732,8 @@ impl Finetuner {
         let mut works: Vec<ItemWork> = Vec::new();
         let mut dys: Vec<Vec<f64>> = vec![vec![0.0; sched.frame_len]; sched.batch];
         for f in 0..sched.frames {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(false);
+            if let Some(end) = self.frame_gate(stop) {
+                return Ok(end);
             }
             let trainer = rnn(&self.student);
             let (a, b) = (
@@ -755,7 +784,7 @@ impl Finetuner {
             self.apply_step(&loss, &grad)?;
             on_step(self.step, self.epoch, loss);
         }
-        Ok(true)
+        Ok(BatchEnd::Complete)
     }
 
     fn train_batch_wavenet<T: Real>(
@@ -763,7 +792,7 @@ impl Finetuner {
         batch: &Batch,
         stop: &AtomicBool,
         on_step: &mut dyn FnMut(u64, usize, BatchLoss),
-    ) -> Result<bool> {
+    ) -> Result<BatchEnd> {
         let sched = self.schedule;
         let start = sched.analysis_start();
         let n = sched.frame_len;
@@ -771,8 +800,8 @@ impl Finetuner {
         let mut dys: Vec<Vec<f64>> = vec![vec![0.0; n]; sched.batch];
         let ranges = split(sched.batch, self.config.threads);
         for f in 0..sched.frames {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(false);
+            if let Some(end) = self.frame_gate(stop) {
+                return Ok(end);
             }
             let trainer = match &self.student {
                 Network::WaveNet(w) => WaveNetTrainer::<T>::new(w),
@@ -840,7 +869,7 @@ impl Finetuner {
             self.apply_step(&loss, &grad)?;
             on_step(self.step, self.epoch, loss);
         }
-        Ok(true)
+        Ok(BatchEnd::Complete)
     }
 }
 
