@@ -10,6 +10,7 @@ pub mod audio;
 pub mod cli;
 pub mod dsp;
 pub mod error;
+pub mod eval;
 pub mod formats;
 pub mod fsutil;
 pub mod io;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
+pub mod compare;
 pub mod inspect;
+pub mod measure;
 pub mod process;
 
 /// Remove aliasing from neural guitar amp and pedal models (GuitarML, Neural Amp Modeler).
@@ -24,6 +27,12 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Run a model over a mono WAV file.
     Process(process::Args),
+    /// Measure a model's aliasing on the paper's sine set (ESR-S, NMR-S, figures).
+    Measure(measure::Args),
+    /// Compare a fine-tuned student with its teacher (the paper's Table 1 metrics).
+    Compare(compare::Args),
+    /// Measure the aliasing of a recorded or rendered sine response (WAV).
+    Analyze(analyze::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -32,6 +41,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Process(a) => process::run(a),
+        Command::Measure(a) => measure::run(a),
+        Command::Compare(a) => compare::run(a),
+        Command::Analyze(a) => analyze::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

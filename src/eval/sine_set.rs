@@ -1,0 +1,240 @@
+//! The sine-set evaluation of a model (paper sec. 2.6, Table 1, Fig. 4; spec sec. 7): the 264
+//! tones of [`eval_sine_set`] (MIDI 21..=108 at -36/-18/-6 dBFS, zero phase, 1.2 s) are run
+//! through a network in f64 from its initial state, optionally 2x (or M x) oversampled as the
+//! paper's baseline (sec. 4.4, [`process_oversampled`]), and the last second of each output is
+//! analysed with the existing metric code ([`SineSetAnalyzer::tone_metrics`], [`aggregate`]).
+//!
+//! Tones are independent, so they run in parallel on rayon's pool, each task rendering one tone
+//! and computing its metrics (memory stays at a few tones per thread). The library never
+//! prints: a progress callback receives the number of tones finished so far.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone};
+use crate::loss::metrics::{aggregate, Aggregate, SineSetAnalyzer, ToneMetrics};
+use crate::models::oversample::process_oversampled;
+use crate::models::Network;
+use crate::{Error, Result};
+
+/// Progress callback: called with the number of tones finished so far (from any thread).
+pub type Progress<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// A progress callback that does nothing.
+pub fn no_progress(_: usize) {}
+
+/// How to run the network over the tones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Oversampling factor (1 = native rate; 2 = the paper's OS2 baseline, sec. 4.4).
+    pub oversample: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { oversample: 1 }
+    }
+}
+
+/// Output of `net` for input `x` at its native rate, oversampled by `opts.oversample`.
+pub fn run_network(net: &Network, x: &[f64], opts: RunOptions) -> Result<Vec<f64>> {
+    let y = if opts.oversample <= 1 {
+        net.process::<f64>(x)
+    } else {
+        process_oversampled(net, x, opts.oversample)?
+    };
+    if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "the model's output is not finite at sample {i}"
+        )));
+    }
+    Ok(y)
+}
+
+/// The metrics of one tone of the set, with its harmonic amplitudes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToneResult {
+    /// The tone (MIDI note, level, f0).
+    pub tone: EvalTone,
+    /// Linear metric values (ESR-S, NMR-S, and the -T ones when a teacher was given).
+    pub metrics: ToneMetrics,
+    /// Peak amplitudes `2 |C_m|` of harmonics `m = 1..=M` of the analysed output (eqs. 10–11).
+    pub harmonic_amplitudes: Vec<f64>,
+}
+
+/// Sine-set results for one model: per tone, and aggregated over all tones both as
+/// `10 log10(mean of linear)` and as the mean of per-tone dB (spec sec. 7), labelled in
+/// [`Aggregate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SineSetReport {
+    /// Sample rate of the analysis (the model's rate).
+    pub fs: f64,
+    /// Oversampling factor the network ran at.
+    pub oversample: usize,
+    /// One entry per tone, in [`eval_sine_set`] order.
+    pub tones: Vec<ToneResult>,
+    /// ESR-S aggregate.
+    pub esr_s: Aggregate,
+    /// NMR-S aggregate.
+    pub nmr_s: Aggregate,
+    /// ESR-T aggregate (with a teacher).
+    pub esr_t: Option<Aggregate>,
+    /// NMR-T aggregate (with a teacher).
+    pub nmr_t: Option<Aggregate>,
+    /// HESR-T aggregate (with a teacher).
+    pub hesr_t: Option<Aggregate>,
+}
+
+impl SineSetReport {
+    /// Builds the aggregates from per-tone results.
+    pub fn from_tones(fs: f64, oversample: usize, tones: Vec<ToneResult>) -> Result<Self> {
+        if tones.is_empty() {
+            return Err(Error::InvalidArgument("no tones".into()));
+        }
+        let agg = |f: &dyn Fn(&ToneMetrics) -> Option<f64>| -> Option<Aggregate> {
+            let v: Option<Vec<f64>> = tones.iter().map(|t| f(&t.metrics)).collect();
+            v.map(|v| aggregate(&v))
+        };
+        Ok(Self {
+            fs,
+            oversample,
+            esr_s: agg(&|m| Some(m.esr_s)).expect("always present"),
+            nmr_s: agg(&|m| Some(m.nmr_s)).expect("always present"),
+            esr_t: agg(&|m| m.esr_t),
+            nmr_t: agg(&|m| m.nmr_t),
+            hesr_t: agg(&|m| m.hesr_t),
+            tones,
+        })
+    }
+
+    /// The tones at level `dbfs`.
+    pub fn at_level(&self, dbfs: f64) -> impl Iterator<Item = &ToneResult> {
+        self.tones.iter().filter(move |t| t.tone.dbfs == dbfs)
+    }
+}
+
+/// The model's sample rate for the evaluation: the file's, or `fallback` (44.1 kHz for files
+/// that state none, as the paper's TCN teacher).
+pub fn model_rate(stated: Option<f64>, fallback: f64) -> f64 {
+    stated.unwrap_or(fallback)
+}
+
+/// Runs the sine set through `net` at sample rate `fs` and measures ESR-S/NMR-S per tone
+/// (paper sec. 2.6). With `teacher`, the same tones through the teacher (at the same
+/// oversampling) give ESR-T, NMR-T and HESR-T against the teacher's alias-free output.
+pub fn measure_sine_set(
+    net: &Network,
+    fs: f64,
+    opts: RunOptions,
+    teacher: Option<&Network>,
+    progress: Progress,
+) -> Result<SineSetReport> {
+    measure_tones(net, fs, opts, teacher, &eval_sine_set(), progress)
+}
+
+/// [`measure_sine_set`] over a given list of tones (each of [`eval_tone_len`] samples).
+pub fn measure_tones(
+    net: &Network,
+    fs: f64,
+    opts: RunOptions,
+    teacher: Option<&Network>,
+    tones: &[EvalTone],
+    progress: Progress,
+) -> Result<SineSetReport> {
+    let an = SineSetAnalyzer::new(fs)?;
+    let len = eval_tone_len(fs);
+    let done = AtomicUsize::new(0);
+    let results = tones
+        .par_iter()
+        .map(|t| {
+            let x = t.tone.render(fs, len);
+            let y = run_network(net, &x, opts)?;
+            let yt = teacher.map(|tn| run_network(tn, &x, opts)).transpose()?;
+            let metrics = an.tone_metrics(&y, t.tone.f0, yt.as_deref())?;
+            let h = an.analyzer().analyze(&y, t.tone.f0)?;
+            let harmonic_amplitudes = h.magnitudes().iter().map(|m| 2.0 * m).collect();
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+            Ok(ToneResult {
+                tone: *t,
+                metrics,
+                harmonic_amplitudes,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    SineSetReport::from_tones(fs, opts.oversample, results)
+}
+
+/// Metrics of a recorded or rendered tone `y` (at least `fs` samples; the last second is
+/// analysed) of fundamental `f0`: ESR-S and NMR-S with the harmonic amplitudes.
+pub fn analyze_tone(y: &[f64], fs: f64, f0: f64) -> Result<(ToneMetrics, Vec<f64>)> {
+    let an = SineSetAnalyzer::new(fs)?;
+    let n = an.analyzer().len();
+    if y.len() < n {
+        return Err(Error::InvalidArgument(format!(
+            "the tone has {} samples; the analysis needs one second ({n} samples at {fs} Hz)",
+            y.len()
+        )));
+    }
+    let m = an.tone_metrics(y, f0, None)?;
+    let h = an.analyzer().analyze(y, f0)?;
+    Ok((m, h.magnitudes().iter().map(|c| 2.0 * c).collect()))
+}
+
+/// The tone of the paper's spectrum figures (Figs. 2–3): 2394.3 Hz at -6 dBFS, zero phase.
+pub const SPECTRUM_TONE: Tone = Tone {
+    f0: 2394.3,
+    amplitude: 0.501_187_233_627_272_3, // 10^(-6/20)
+    phase: 0.0,
+};
+
+/// The output of `net` for the spectrum-figure tone (1.2 s at `fs`).
+pub fn spectrum_tone_output(net: &Network, fs: f64, opts: RunOptions) -> Result<Vec<f64>> {
+    let x = SPECTRUM_TONE.render(fs, eval_tone_len(fs));
+    run_network(net, &x, opts)
+}
+
+/// Teacher and student over the sine set, each network run once per tone: the teacher's
+/// report (its -T metrics are against itself: ESR-T = ESR-S, HESR-T = 0) and the student's
+/// with ESR-T, NMR-T and HESR-T against the teacher's alias-free output (Table 1 rows).
+pub fn compare_sine_set(
+    teacher: &Network,
+    student: &Network,
+    fs: f64,
+    opts: RunOptions,
+    progress: Progress,
+) -> Result<(SineSetReport, SineSetReport)> {
+    let an = SineSetAnalyzer::new(fs)?;
+    let len = eval_tone_len(fs);
+    let done = AtomicUsize::new(0);
+    let tones = eval_sine_set();
+    let pairs = tones
+        .par_iter()
+        .map(|t| {
+            let x = t.tone.render(fs, len);
+            let yt = run_network(teacher, &x, opts)?;
+            let ys = run_network(student, &x, opts)?;
+            let one = |y: &[f64]| -> Result<ToneResult> {
+                Ok(ToneResult {
+                    tone: *t,
+                    metrics: an.tone_metrics(y, t.tone.f0, Some(&yt))?,
+                    harmonic_amplitudes: an
+                        .analyzer()
+                        .analyze(y, t.tone.f0)?
+                        .magnitudes()
+                        .iter()
+                        .map(|m| 2.0 * m)
+                        .collect(),
+                })
+            };
+            let r = (one(&yt)?, one(&ys)?);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+            Ok(r)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (t, s): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+    Ok((
+        SineSetReport::from_tones(fs, opts.oversample, t)?,
+        SineSetReport::from_tones(fs, opts.oversample, s)?,
+    ))
+}
