@@ -9,7 +9,7 @@ use anyhow::bail;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
-use super::measure::{load, print_row, progress_bar, DEFAULT_RATE};
+use super::measure::{load, print_row, progress_bar, tones_at, DEFAULT_RATE};
 use crate::eval::report::{aggregate_json, db, num};
 use crate::eval::sine_set::{compare_sine_set, run_network, RunOptions, SineSetReport};
 use crate::eval::{audio_metrics, AudioMetrics};
@@ -37,6 +37,9 @@ pub struct Args {
     /// Sample rate for model files that state none.
     #[arg(long, value_name = "HZ", default_value_t = DEFAULT_RATE)]
     pub rate: f64,
+    /// Only the tones at this input level (-36, -18 or -6 dBFS; repeatable). Default: all.
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    pub level: Vec<f64>,
 }
 
 fn agg_db(a: Option<crate::loss::metrics::Aggregate>) -> f64 {
@@ -87,8 +90,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = RunOptions {
         oversample: args.oversample,
     };
-    let pb = progress_bar(crate::dsp::tones::eval_sine_set().len(), "sine set");
-    let (rt, rs) = compare_sine_set(&teacher.network, &student.network, fs, opts, &|k| {
+    let tones = tones_at(&args.level)?;
+    let pb = progress_bar(tones.len(), "sine set");
+    let (rt, rs) = compare_sine_set(&teacher.network, &student.network, fs, opts, &tones, &|k| {
         pb.set_position(k as u64)
     })?;
     pb.finish_and_clear();
@@ -169,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         o.insert(
             "aggregation".into(),
-            json!("*_db: 10*log10(mean over the 264 tones of the linear ratio); mean_of_db: mean of per-tone dB; null = -inf"),
+            json!("*_db: 10*log10(mean over the tones of the linear ratio); mean_of_db: mean of per-tone dB; null = -inf"),
         );
         o.insert("rows".into(), json!([teacher_row, student_row]));
         o.insert(
@@ -224,8 +228,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             f(r.nmr_s.mean_linear_db)
         );
     }
-    println!("  (dB; sine-set columns are 10 log10 of the mean over the 264 tones; audio against the {})",
-        if args.reference.is_empty() { "teacher's output" } else { "device recordings" });
+    println!(
+        "  (dB; sine-set columns are 10 log10 of the mean over the tones; audio against the {})",
+        if args.reference.is_empty() {
+            "teacher's output"
+        } else {
+            "device recordings"
+        }
+    );
     println!("  mean of per-tone dB, student:");
     println!("  metric   mean of linear      mean of dB");
     for (n, a) in [

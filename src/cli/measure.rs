@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::eval::plots::{save_nmr_vs_f0, save_spectrum, spectrum_db};
 use crate::eval::report::{measure_json, tones_csv};
-use crate::eval::sine_set::{measure_sine_set, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
+use crate::eval::sine_set::{measure_tones, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
 use crate::eval::SineSetReport;
 use crate::loss::metrics::SineSetAnalyzer;
 use crate::Model;
@@ -35,6 +35,24 @@ pub struct Args {
     /// Sample rate for model files that state none.
     #[arg(long, value_name = "HZ", default_value_t = DEFAULT_RATE)]
     pub rate: f64,
+    /// Only the tones at this input level (-36, -18 or -6 dBFS; repeatable). Default: all
+    /// three, as in Table 1; `--level -6` gives the tones of Fig. 4.
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    pub level: Vec<f64>,
+}
+
+/// The evaluation tones at the chosen levels (all 264 when `levels` is empty).
+pub(crate) fn tones_at(levels: &[f64]) -> anyhow::Result<Vec<crate::dsp::tones::EvalTone>> {
+    use crate::dsp::tones::{eval_sine_set, EVAL_LEVELS_DBFS};
+    for l in levels {
+        if !EVAL_LEVELS_DBFS.contains(l) {
+            anyhow::bail!("--level {l}: the sine set has levels {EVAL_LEVELS_DBFS:?} dBFS");
+        }
+    }
+    Ok(eval_sine_set()
+        .into_iter()
+        .filter(|t| levels.is_empty() || levels.contains(&t.dbfs))
+        .collect())
 }
 
 /// Loads a model and picks its evaluation rate (the file's, else `fallback`, with a notice).
@@ -82,10 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = RunOptions {
         oversample: args.oversample,
     };
-    let n = crate::dsp::tones::eval_sine_set().len();
-    let pb = progress_bar(n, "sine set");
+    let tones = tones_at(&args.level)?;
+    let pb = progress_bar(tones.len(), "sine set");
     let t0 = Instant::now();
-    let report = measure_sine_set(&model.network, fs, opts, None, &|k| {
+    let report = measure_tones(&model.network, fs, opts, None, &tones, &|k| {
         pb.set_position(k as u64)
     })?;
     pb.finish_and_clear();
@@ -101,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{name}: {} at {fs} Hz{}, {} tones (MIDI 21-108 at -36/-18/-6 dBFS), {elapsed:.1} s",
+        "{name}: {} at {fs} Hz{}, {} tones (MIDI 21-108, zero phase, 1.2 s), {elapsed:.1} s",
         model.network.kind(),
         if args.oversample > 1 {
             format!(", {}x oversampled", args.oversample)

@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
+use crate::dsp::harmonics::Harmonics;
 use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone};
+use crate::loss::esr::{esr, hesr};
 use crate::loss::metrics::{aggregate, Aggregate, SineSetAnalyzer, ToneMetrics};
+use crate::loss::nmr::{Nmr, NmrReference, NmrScratch};
 use crate::models::oversample::process_oversampled;
 use crate::models::Network;
 use crate::{Error, Result};
@@ -50,6 +53,87 @@ pub fn run_network(net: &Network, x: &[f64], opts: RunOptions) -> Result<Vec<f64
         )));
     }
     Ok(y)
+}
+
+/// Per-tone analysis shared by the -S and -T metrics: the harmonic analyser and the NMR ear
+/// model for one rate. It composes the same functions as [`SineSetAnalyzer::tone_metrics`]
+/// (eqs. 6–12 resynthesis, [`esr`], [`Nmr::nmr`], [`hesr`]) but analyses each output once, so
+/// that a teacher's alias-free output serves both its own row and the student's -T metrics.
+struct Evaluator {
+    an: SineSetAnalyzer,
+    nmr: Nmr,
+}
+
+/// One analysed output: its last second, harmonics, alias-free version and NMR reference.
+struct Analysed<'a> {
+    seg: &'a [f64],
+    h: Harmonics,
+    clean: Vec<f64>,
+    reference: NmrReference,
+}
+
+impl Evaluator {
+    fn new(fs: f64) -> Result<Self> {
+        Ok(Self {
+            an: SineSetAnalyzer::new(fs)?,
+            nmr: Nmr::new(fs)?,
+        })
+    }
+
+    fn analyse<'a>(&self, y: &'a [f64], f0: f64, s: &mut NmrScratch) -> Result<Analysed<'a>> {
+        let (seg, h, clean) = self.an.analyze(y, f0)?;
+        let reference = self.nmr.reference(&clean, s)?;
+        Ok(Analysed {
+            seg,
+            h,
+            clean,
+            reference,
+        })
+    }
+
+    /// ESR-S/NMR-S of `a`, and with `teacher` the -T metrics against the teacher's alias-free
+    /// output (for the teacher itself pass its own analysis: -T then equals -S, HESR-T = 0).
+    fn metrics(
+        &self,
+        f0: f64,
+        a: &Analysed,
+        teacher: Option<&Analysed>,
+        s: &mut NmrScratch,
+    ) -> Result<ToneResult0> {
+        let mut m = ToneMetrics {
+            f0,
+            esr_s: esr(a.seg, &a.clean),
+            nmr_s: self.nmr.nmr(&a.reference, a.seg, s)?,
+            esr_t: None,
+            nmr_t: None,
+            hesr_t: None,
+        };
+        if let Some(t) = teacher {
+            m.esr_t = Some(esr(a.seg, &t.clean));
+            m.nmr_t = Some(self.nmr.nmr(&t.reference, a.seg, s)?);
+            m.hesr_t = Some(hesr(&a.h.magnitudes(), &t.h.magnitudes())?);
+        }
+        Ok(ToneResult0 {
+            metrics: m,
+            harmonic_amplitudes: a.h.magnitudes().iter().map(|c| 2.0 * c).collect(),
+        })
+    }
+}
+
+/// A tone's metrics before the tone is attached.
+struct ToneResult0 {
+    metrics: ToneMetrics,
+    harmonic_amplitudes: Vec<f64>,
+}
+
+impl ToneResult0 {
+    fn with(self, tone: EvalTone) -> ToneResult {
+        ToneResult {
+            tone,
+            metrics: self.metrics,
+            harmonic_amplitudes: self.harmonic_amplitudes,
+        }
+    }
 }
 
 /// The metrics of one tone of the set, with its harmonic amplitudes.
@@ -142,24 +226,26 @@ pub fn measure_tones(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<SineSetReport> {
-    let an = SineSetAnalyzer::new(fs)?;
+    let ev = Evaluator::new(fs)?;
     let len = eval_tone_len(fs);
     let done = AtomicUsize::new(0);
     let results = tones
         .par_iter()
         .map(|t| {
+            let mut s = ev.nmr.scratch();
             let x = t.tone.render(fs, len);
             let y = run_network(net, &x, opts)?;
-            let yt = teacher.map(|tn| run_network(tn, &x, opts)).transpose()?;
-            let metrics = an.tone_metrics(&y, t.tone.f0, yt.as_deref())?;
-            let h = an.analyzer().analyze(&y, t.tone.f0)?;
-            let harmonic_amplitudes = h.magnitudes().iter().map(|m| 2.0 * m).collect();
+            let a = ev.analyse(&y, t.tone.f0, &mut s)?;
+            let r = match teacher {
+                Some(tn) => {
+                    let yt = run_network(tn, &x, opts)?;
+                    let at = ev.analyse(&yt, t.tone.f0, &mut s)?;
+                    ev.metrics(t.tone.f0, &a, Some(&at), &mut s)?
+                }
+                None => ev.metrics(t.tone.f0, &a, None, &mut s)?,
+            };
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-            Ok(ToneResult {
-                tone: *t,
-                metrics,
-                harmonic_amplitudes,
-            })
+            Ok(r.with(*t))
         })
         .collect::<Result<Vec<_>>>()?;
     SineSetReport::from_tones(fs, opts.oversample, results)
@@ -168,17 +254,18 @@ pub fn measure_tones(
 /// Metrics of a recorded or rendered tone `y` (at least `fs` samples; the last second is
 /// analysed) of fundamental `f0`: ESR-S and NMR-S with the harmonic amplitudes.
 pub fn analyze_tone(y: &[f64], fs: f64, f0: f64) -> Result<(ToneMetrics, Vec<f64>)> {
-    let an = SineSetAnalyzer::new(fs)?;
-    let n = an.analyzer().len();
+    let ev = Evaluator::new(fs)?;
+    let n = ev.an.analyzer().len();
     if y.len() < n {
         return Err(Error::InvalidArgument(format!(
             "the tone has {} samples; the analysis needs one second ({n} samples at {fs} Hz)",
             y.len()
         )));
     }
-    let m = an.tone_metrics(y, f0, None)?;
-    let h = an.analyzer().analyze(y, f0)?;
-    Ok((m, h.magnitudes().iter().map(|c| 2.0 * c).collect()))
+    let mut s = ev.nmr.scratch();
+    let a = ev.analyse(y, f0, &mut s)?;
+    let r = ev.metrics(f0, &a, None, &mut s)?;
+    Ok((r.metrics, r.harmonic_amplitudes))
 }
 
 /// The tone of the paper's spectrum figures (Figs. 2–3): 2394.3 Hz at -6 dBFS, zero phase.
@@ -202,32 +289,25 @@ pub fn compare_sine_set(
     student: &Network,
     fs: f64,
     opts: RunOptions,
+    tones: &[EvalTone],
     progress: Progress,
 ) -> Result<(SineSetReport, SineSetReport)> {
-    let an = SineSetAnalyzer::new(fs)?;
+    let ev = Evaluator::new(fs)?;
     let len = eval_tone_len(fs);
     let done = AtomicUsize::new(0);
-    let tones = eval_sine_set();
     let pairs = tones
         .par_iter()
         .map(|t| {
+            let mut s = ev.nmr.scratch();
             let x = t.tone.render(fs, len);
             let yt = run_network(teacher, &x, opts)?;
             let ys = run_network(student, &x, opts)?;
-            let one = |y: &[f64]| -> Result<ToneResult> {
-                Ok(ToneResult {
-                    tone: *t,
-                    metrics: an.tone_metrics(y, t.tone.f0, Some(&yt))?,
-                    harmonic_amplitudes: an
-                        .analyzer()
-                        .analyze(y, t.tone.f0)?
-                        .magnitudes()
-                        .iter()
-                        .map(|m| 2.0 * m)
-                        .collect(),
-                })
-            };
-            let r = (one(&yt)?, one(&ys)?);
+            let at = ev.analyse(&yt, t.tone.f0, &mut s)?;
+            let as_ = ev.analyse(&ys, t.tone.f0, &mut s)?;
+            let r = (
+                ev.metrics(t.tone.f0, &at, Some(&at), &mut s)?.with(*t),
+                ev.metrics(t.tone.f0, &as_, Some(&at), &mut s)?.with(*t),
+            );
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             Ok(r)
         })
@@ -237,4 +317,35 @@ pub fn compare_sine_set(
         SineSetReport::from_tones(fs, opts.oversample, t)?,
         SineSetReport::from_tones(fs, opts.oversample, s)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The evaluator composes the metric functions exactly as
+    /// [`SineSetAnalyzer::tone_metrics`] does.
+    #[test]
+    fn evaluator_matches_tone_metrics() {
+        let fs = 44_100.0;
+        let f0 = 1234.5;
+        let clip = |g: f64| -> Vec<f64> {
+            (0..52_920)
+                .map(|n| (g * (2.0 * std::f64::consts::PI * f0 * n as f64 / fs).sin()).tanh())
+                .collect()
+        };
+        let (y, yt) = (clip(4.0), clip(3.0));
+        let an = SineSetAnalyzer::new(fs).unwrap();
+        let want = an.tone_metrics(&y, f0, Some(&yt)).unwrap();
+        let ev = Evaluator::new(fs).unwrap();
+        let mut s = ev.nmr.scratch();
+        let a = ev.analyse(&y, f0, &mut s).unwrap();
+        let at = ev.analyse(&yt, f0, &mut s).unwrap();
+        let got = ev.metrics(f0, &a, Some(&at), &mut s).unwrap();
+        assert_eq!(got.metrics, want);
+        let (m, h) = analyze_tone(&y, fs, f0).unwrap();
+        assert_eq!(m.esr_s, want.esr_s);
+        assert_eq!(m.nmr_s, want.nmr_s);
+        assert_eq!(h.len(), (fs / (2.0 * f0)) as usize);
+    }
 }
