@@ -79,6 +79,19 @@ fn measure_writes_json_csv_and_figures() {
     }
     let png = std::fs::read(out.join("nmr_s_vs_f0.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+    // The 2x oversampled baseline on the -6 dBFS tones.
+    let v = dealias(&[
+        "measure",
+        &small("guitarml_lstm4x1_noskip_nobias"),
+        "--oversample",
+        "2",
+        "--level",
+        "-6",
+        "--json",
+    ]);
+    assert_eq!(v["oversample"], 2);
+    assert_eq!(v["tones"].as_array().unwrap().len(), 88);
+    assert!(v["nmr_s_db"].is_number());
 }
 
 #[test]
