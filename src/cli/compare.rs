@@ -28,6 +28,15 @@ pub struct Args {
     /// teacher's output is the reference.
     #[arg(long = "reference", value_name = "REF.wav")]
     pub reference: Vec<PathBuf>,
+    /// Gain in dB applied to the --reference recordings before comparing (e.g. 6.02 for
+    /// recordings stored at half amplitude, as the paper's listening-test files).
+    #[arg(
+        long,
+        value_name = "DB",
+        default_value_t = 0.0,
+        allow_hyphen_values = true
+    )]
+    pub reference_gain_db: f64,
     /// Oversampling factor of both models (2 = the paper's OS2 columns).
     #[arg(long, default_value_t = 1, value_name = "M")]
     pub oversample: usize,
@@ -116,7 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     if r.sample_rate != a.sample_rate {
                         bail!("{} and {} differ in sample rate", rp.display(), p.display());
                     }
-                    Some(r.samples)
+                    let g = 10f64.powf(args.reference_gain_db / 20.0);
+                    Some(r.samples.iter().map(|v| v * g).collect::<Vec<f64>>())
                 }
                 None => None,
             };
@@ -236,7 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "device recordings"
         }
     );
-    println!("  mean of per-tone dB, student:");
+    println!("  student, both aggregations over the tones:");
     println!("  metric   mean of linear      mean of dB");
     for (n, a) in [
         ("ESR-T", rs.esr_t),
