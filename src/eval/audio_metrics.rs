@@ -1,6 +1,6 @@
 //! Audio-dataset metrics of Table 1 (paper sec. 2.6, spec sec. 7): the guitar-and-bass (G+B)
 //! ESR with an A-weighting pre-emphasis, as the authors' validation weights it (Wright &
-//! Välimäki's perceptual pre-emphasis, paper ref. [28]), and the multi-resolution mel-spectral
+//! Välimäki's perceptual pre-emphasis, paper ref. \[28\]), and the multi-resolution mel-spectral
 //! loss ([`MelStftLoss`]) against a reference (the teacher's output, or a device recording).
 //!
 //! The A-weighting filter is the analog IEC 61672 A-weighting

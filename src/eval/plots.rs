@@ -1,5 +1,5 @@
 //! Figures of the evaluation, as PNG and SVG: NMR-S against f0 per input level with the -10 dB
-//! audibility line (paper Fig. 4, threshold after Lehtonen et al., ref. [8]), and the output
+//! audibility line (paper Fig. 4, threshold after Lehtonen et al., ref. \[8\]), and the output
 //! spectrum for the 2394.3 Hz tone at -6 dBFS with its harmonics marked (Figs. 2–3).
 //!
 //! Drawn with `plotters`. Bitmap text needs a font file: DejaVu Sans (Bitstream Vera licence,
@@ -23,7 +23,7 @@ static REGISTER: Once = Once::new();
 const FAMILY: &str = "sans-serif";
 /// Figure size in pixels.
 pub const SIZE: (u32, u32) = (900, 560);
-/// The audibility threshold of aliasing in NMR (paper Fig. 4, ref. [8]).
+/// The audibility threshold of aliasing in NMR (paper Fig. 4, ref. \[8\]).
 pub const AUDIBILITY_DB: f64 = -10.0;
 
 fn register_font() {
