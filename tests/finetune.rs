@@ -77,7 +77,11 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert_eq!(a.steps, 12, "the step limit is exact, also mid-batch");
 
     let (_, again) = run(&net, config(dir.path()), None);
-    assert_eq!(again.last.params(), a.last.params(), "same seed, same result");
+    assert_eq!(
+        again.last.params(),
+        a.last.params(),
+        "same seed, same result"
+    );
 
     // Interrupt in the middle of the second batch (a batch is 4 frames here).
     let (_, b) = run(&net, config(dir.path()), Some(6));
@@ -153,14 +157,21 @@ fn wavenet_steps_run_and_change_the_weights() {
 #[test]
 fn cli_writes_same_format_and_never_overwrites_the_input() {
     let dir = tempfile::tempdir().unwrap();
-    let src = common::data("reference/guitarml_lstm4x1_noskip_nobias/guitarml_lstm4x1_noskip_nobias.json");
+    let src = common::data(
+        "reference/guitarml_lstm4x1_noskip_nobias/guitarml_lstm4x1_noskip_nobias.json",
+    );
     let model = dir.path().join("m.json");
     std::fs::copy(&src, &model).unwrap();
     let before = std::fs::read(&model).unwrap();
     let exe = env!("CARGO_BIN_EXE_dealias");
 
     let out = Command::new(exe)
-        .args(["finetune", model.to_str().unwrap(), "-o", model.to_str().unwrap()])
+        .args([
+            "finetune",
+            model.to_str().unwrap(),
+            "-o",
+            model.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -198,7 +209,14 @@ fn cli_writes_same_format_and_never_overwrites_the_input() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("s.json.report.json")).unwrap())
             .unwrap();
-    for key in ["esr_t_db", "nmr_t_db", "hesr_t_db", "teacher", "student", "steps"] {
+    for key in [
+        "esr_t_db",
+        "nmr_t_db",
+        "hesr_t_db",
+        "teacher",
+        "student",
+        "steps",
+    ] {
         assert!(report.get(key).is_some(), "report lacks {key}");
     }
     assert!(dir.path().join("s.json.checkpoint.json").exists());

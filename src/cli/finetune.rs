@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::loss::{LossWeights, PreEmphasis};
@@ -92,8 +92,8 @@ pub struct Args {
     /// Worker threads (default: all cores); the result depends on seed and thread count.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Sample rate for a model file that states none (default 48000, NAM's standard rate).
-    #[arg(long)]
+    /// Sample rate for a model file that states none (default: its format's standard rate).
+    #[arg(long = "rate", value_name = "HZ")]
     pub sample_rate: Option<f64>,
     /// Checkpoint file (default: OUT with ".checkpoint.json" appended).
     #[arg(long)]
@@ -139,26 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| default_output(&args.model));
     crate::io::ensure_distinct(&args.model, &output)?;
-    let model = crate::load_model(&args.model)?;
-    for n in &model.source.notices {
-        super::notice(n);
-    }
-    let fs = match (model.sample_rate, args.sample_rate) {
-        (Some(m), Some(a)) if m != a => bail!(
-            "the model was trained at {m} Hz; --sample-rate {a} contradicts it (fine-tuning runs at the model's rate)"
-        ),
-        (None, Some(a)) => a,
-        _ => {
-            let (rate, assumed) = model.rate_or_default();
-            if assumed {
-                super::notice(&format!(
-                    "the model states no sample rate; fine-tuning at {rate} Hz, the {} default (set --sample-rate)",
-                    model.source.format.name()
-                ));
-            }
-            rate
-        }
-    };
+    let (model, fs) = super::load_with_rate(&args.model, args.sample_rate)?;
     let checkpoint_path = args
         .checkpoint
         .clone()

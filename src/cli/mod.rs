@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
+pub mod compare;
 pub mod finetune;
 pub mod inspect;
+pub mod measure;
 pub mod process;
 
 /// Remove aliasing from neural guitar amp and pedal models (GuitarML, Neural Amp Modeler).
@@ -27,6 +30,12 @@ pub enum Command {
     Process(process::Args),
     /// Fine-tune a model to remove its aliasing (teacher-student, same format out).
     Finetune(finetune::Args),
+    /// Measure a model's aliasing on the paper's sine set (ESR-S, NMR-S, figures).
+    Measure(measure::Args),
+    /// Compare a fine-tuned student with its teacher (the paper's Table 1 metrics).
+    Compare(compare::Args),
+    /// Measure the aliasing of a recorded or rendered sine response (WAV).
+    Analyze(analyze::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -36,6 +45,9 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Process(a) => process::run(a),
         Command::Finetune(a) => finetune::run(a),
+        Command::Measure(a) => measure::run(a),
+        Command::Compare(a) => compare::run(a),
+        Command::Analyze(a) => analyze::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,6 +56,44 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads a model and decides the sample rate to run it at: the rate the file states, else
+/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM 48 kHz),
+/// with a notice whenever the rate was not stated. An override that contradicts the file's
+/// rate is an error (dealias never resamples a model silently).
+pub(crate) fn load_with_rate(
+    path: &std::path::Path,
+    override_rate: Option<f64>,
+) -> anyhow::Result<(crate::Model, f64)> {
+    let model = crate::load_model(path)?;
+    for n in &model.source.notices {
+        notice(n);
+    }
+    let fs = match (model.sample_rate, override_rate) {
+        (Some(m), Some(o)) if m != o => anyhow::bail!(
+            "{} was trained at {m} Hz; the requested rate {o} Hz contradicts it",
+            path.display()
+        ),
+        (Some(m), _) => m,
+        (None, Some(o)) => {
+            notice(&format!(
+                "{} states no sample rate; using {o} Hz",
+                path.display()
+            ));
+            o
+        }
+        (None, None) => {
+            let (rate, _) = model.rate_or_default();
+            notice(&format!(
+                "{} states no sample rate; using {rate} Hz, the {} default (set it with --rate)",
+                path.display(),
+                model.source.format.name()
+            ));
+            rate
+        }
+    };
+    Ok((model, fs))
 }
 
 /// Prints a notice (something the user should know that is not an error).

@@ -1,3 +1,19 @@
-//! Evaluation: the paper's metrics of whole models (sec. 2.6, Table 1) and reports.
+//! Evaluation of models and recordings with the paper's metrics (sec. 2.6, Table 1, Figs. 2–4;
+//! spec sec. 7): the sine-set metrics ESR-S/NMR-S (and -T against a teacher, HESR-T), the
+//! audio-dataset metrics (A-weighted G+B ESR, MRSL), the figures and the reports.
+//!
+//! The metric definitions live in [`crate::loss`] and [`crate::dsp`]; this module drives them
+//! over the evaluation set in parallel, aggregates and writes the results. It never prints; the
+//! command line (`dealias measure`, `compare`, `analyze`) shows progress through a callback.
 
+pub mod audio_metrics;
+pub mod plots;
+pub mod report;
+pub mod sine_set;
 pub mod summary;
+
+pub use audio_metrics::{audio_metrics, AWeighting, AudioMetrics};
+pub use sine_set::{
+    analyze_tone, compare_sine_set, measure_sine_set, measure_tones, RunOptions, SineSetReport,
+    ToneResult,
+};

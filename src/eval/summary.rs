@@ -5,8 +5,9 @@
 
 use serde_json::{json, Value};
 
-use crate::dsp::tones::{eval_sine_set, eval_tone_len};
-use crate::loss::metrics::{sine_set_metrics, Aggregate, SineSetMetrics};
+use super::sine_set::{compare_sine_set, no_progress, RunOptions, SineSetReport};
+use crate::dsp::tones::eval_sine_set;
+use crate::loss::metrics::Aggregate;
 use crate::models::Network;
 use crate::Result;
 
@@ -31,39 +32,32 @@ pub struct Summary {
     pub esr_t_db: f64,
 }
 
-/// Runs `net` over the evaluation sine set (f64, zero phase, 1.2 s), tones in parallel.
-pub fn sine_set_outputs(net: &Network, fs: f64) -> Vec<Vec<f64>> {
-    let len = eval_tone_len(fs);
-    let inputs: Vec<Vec<f64>> = eval_sine_set()
-        .iter()
-        .map(|t| t.tone.render(fs, len))
-        .collect();
-    net.process_batch(&inputs)
-}
-
-fn self_metrics(m: &SineSetMetrics) -> SelfMetrics {
+fn self_metrics(r: &SineSetReport) -> SelfMetrics {
     SelfMetrics {
-        esr_s: m.esr_s,
-        nmr_s: m.nmr_s,
-        nmr_s_db: m.nmr_s.mean_linear_db,
+        esr_s: r.esr_s,
+        nmr_s: r.nmr_s,
+        nmr_s_db: r.nmr_s.mean_linear_db,
     }
 }
 
-/// Measures teacher and student at sample rate `fs`.
+/// Measures teacher and student at sample rate `fs` on the whole evaluation sine set.
 pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Summary> {
-    let f0s: Vec<f64> = eval_sine_set().iter().map(|t| t.tone.f0).collect();
-    let yt = sine_set_outputs(teacher, fs);
-    let ys = sine_set_outputs(student, fs);
-    let mt = sine_set_metrics(fs, &yt, &f0s, None)?;
-    let ms = sine_set_metrics(fs, &ys, &f0s, Some(&yt))?;
+    let (t, s) = compare_sine_set(
+        teacher,
+        student,
+        fs,
+        RunOptions::default(),
+        &eval_sine_set(),
+        &no_progress,
+    )?;
     let missing = || crate::Error::InvalidArgument("teacher metrics missing".into());
-    let esr_t = ms.esr_t.ok_or_else(missing)?;
+    let esr_t = s.esr_t.ok_or_else(missing)?;
     Ok(Summary {
-        teacher: self_metrics(&mt),
-        student: self_metrics(&ms),
+        teacher: self_metrics(&t),
+        student: self_metrics(&s),
         esr_t,
-        nmr_t: ms.nmr_t.ok_or_else(missing)?,
-        hesr_t: ms.hesr_t.ok_or_else(missing)?,
+        nmr_t: s.nmr_t.ok_or_else(missing)?,
+        hesr_t: s.hesr_t.ok_or_else(missing)?,
         esr_t_db: esr_t.mean_linear_db,
     })
 }

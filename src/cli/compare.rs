@@ -1,0 +1,263 @@
+//! `dealias compare TEACHER STUDENT`: the paper's Table 1 rows for a teacher and its
+//! fine-tuned student (sec. 2.6): on the sine set the -T metrics against the teacher's
+//! alias-free output (ESR-T, NMR-T, HESR-T) and the -S metrics; on audio clips the A-weighted
+//! G+B ESR and the MRSL against the teacher's output, or against device recordings when given.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use super::measure::{print_row, progress_bar, tones_at};
+use crate::eval::report::{aggregate_json, db, num};
+use crate::eval::sine_set::{compare_sine_set, run_network, RunOptions, SineSetReport};
+use crate::eval::{audio_metrics, AudioMetrics};
+
+/// Arguments of `dealias compare`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The teacher (original) model file.
+    pub teacher: PathBuf,
+    /// The student (fine-tuned) model file.
+    pub student: PathBuf,
+    /// Input (DI) audio clips for the G+B metrics (repeatable).
+    #[arg(long = "audio", value_name = "DI.wav")]
+    pub audio: Vec<PathBuf>,
+    /// Device recordings of the same clips, in the same order (repeatable); without them the
+    /// teacher's output is the reference.
+    #[arg(long = "reference", value_name = "REF.wav")]
+    pub reference: Vec<PathBuf>,
+    /// Gain in dB applied to the --reference recordings before comparing (e.g. 6.02 for
+    /// recordings stored at half amplitude, as the paper's listening-test files).
+    #[arg(
+        long,
+        value_name = "DB",
+        default_value_t = 0.0,
+        allow_hyphen_values = true
+    )]
+    pub reference_gain_db: f64,
+    /// Oversampling factor of both models (2 = the paper's OS2 columns).
+    #[arg(long, default_value_t = 1, value_name = "M")]
+    pub oversample: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Sample rate for model files that state none (default: their format's standard rate).
+    #[arg(long, value_name = "HZ")]
+    pub rate: Option<f64>,
+    /// Only the tones at this input level (-36, -18 or -6 dBFS; repeatable). Default: all.
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    pub level: Vec<f64>,
+}
+
+fn agg_db(a: Option<crate::loss::metrics::Aggregate>) -> f64 {
+    a.map_or(f64::NAN, |a| a.mean_linear_db)
+}
+
+fn row_json(role: &str, r: &SineSetReport, audio: Option<&AudioMetrics>) -> Value {
+    let mut v = json!({
+        "role": role,
+        "esr_t_db": num(agg_db(r.esr_t)),
+        "nmr_t_db": num(agg_db(r.nmr_t)),
+        "hesr_t_db": num(agg_db(r.hesr_t)),
+        "esr_s_db": num(r.esr_s.mean_linear_db),
+        "nmr_s_db": num(r.nmr_s.mean_linear_db),
+        "mean_of_db": {
+            "esr_t_db": r.esr_t.map_or(Value::Null, |a| num(a.mean_db)),
+            "nmr_t_db": r.nmr_t.map_or(Value::Null, |a| num(a.mean_db)),
+            "hesr_t_db": r.hesr_t.map_or(Value::Null, |a| num(a.mean_db)),
+            "esr_s_db": num(r.esr_s.mean_db),
+            "nmr_s_db": num(r.nmr_s.mean_db),
+        },
+    });
+    if let Some(a) = audio {
+        v["gb_esr_db"] = num(db(a.esr));
+        v["mrsl"] = num(a.mrsl);
+        v["mrsl_db"] = num(db(a.mrsl));
+    }
+    v
+}
+
+/// Runs `dealias compare`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.oversample == 0 {
+        bail!("--oversample must be at least 1");
+    }
+    if !args.reference.is_empty() && args.reference.len() != args.audio.len() {
+        bail!(
+            "{} --reference files for {} --audio files: give one recording per clip",
+            args.reference.len(),
+            args.audio.len()
+        );
+    }
+    let (teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
+    let (student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
+    if fs != fs_s {
+        bail!("the teacher runs at {fs} Hz but the student at {fs_s} Hz");
+    }
+    let opts = RunOptions {
+        oversample: args.oversample,
+    };
+    let tones = tones_at(&args.level)?;
+    let pb = progress_bar(tones.len(), "sine set");
+    let (rt, rs) = compare_sine_set(&teacher.network, &student.network, fs, opts, &tones, &|k| {
+        pb.set_position(k as u64)
+    })?;
+    pb.finish_and_clear();
+
+    // G+B audio: every clip through both models from the initial state.
+    let mut audio: Option<(AudioMetrics, AudioMetrics)> = None;
+    if !args.audio.is_empty() {
+        let mut clips = Vec::new();
+        for (i, p) in args.audio.iter().enumerate() {
+            let a = crate::audio::read_mono(p, None)?;
+            if a.sample_rate as f64 != fs {
+                bail!(
+                    "{} is at {} Hz but the models run at {fs} Hz; resample it first",
+                    p.display(),
+                    a.sample_rate
+                );
+            }
+            let reference = match args.reference.get(i) {
+                Some(rp) => {
+                    let r = crate::audio::read_mono(rp, None)?;
+                    if r.sample_rate != a.sample_rate {
+                        bail!("{} and {} differ in sample rate", rp.display(), p.display());
+                    }
+                    let g = 10f64.powf(args.reference_gain_db / 20.0);
+                    Some(r.samples.iter().map(|v| v * g).collect::<Vec<f64>>())
+                }
+                None => None,
+            };
+            clips.push((a.samples, reference));
+        }
+        let outputs = clips
+            .par_iter()
+            .map(|(x, _)| {
+                Ok((
+                    run_network(&teacher.network, x, opts)?,
+                    run_network(&student.network, x, opts)?,
+                ))
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        let mut t_pairs = Vec::new();
+        let mut s_pairs = Vec::new();
+        for ((yt, ys), (x, reference)) in outputs.iter().zip(&clips) {
+            let r: &[f64] = reference.as_deref().unwrap_or(yt);
+            let n = r.len().min(x.len());
+            if r.len() != x.len() {
+                super::notice(&format!(
+                    "a reference recording has {} samples for {} input samples; comparing the first {n}",
+                    r.len(),
+                    x.len()
+                ));
+            }
+            t_pairs.push((&yt[..n], &r[..n]));
+            s_pairs.push((&ys[..n], &r[..n]));
+        }
+        audio = Some((audio_metrics(fs, &t_pairs)?, audio_metrics(fs, &s_pairs)?));
+    }
+
+    let (at, as_) = match &audio {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let teacher_row = row_json("teacher", &rt, at);
+    let student_row = row_json("student", &rs, as_);
+    if args.json {
+        let mut v = student_row.clone();
+        let o = v.as_object_mut().expect("object");
+        o.remove("role");
+        o.insert("teacher".into(), json!(args.teacher.display().to_string()));
+        o.insert("student".into(), json!(args.student.display().to_string()));
+        o.insert("sample_rate".into(), json!(fs));
+        o.insert("oversample".into(), json!(args.oversample));
+        o.insert(
+            "reference".into(),
+            json!(if args.reference.is_empty() {
+                "teacher output"
+            } else {
+                "device recordings"
+            }),
+        );
+        o.insert(
+            "aggregation".into(),
+            json!("*_db: 10*log10(mean over the tones of the linear ratio); mean_of_db: mean of per-tone dB; null = -inf"),
+        );
+        o.insert("rows".into(), json!([teacher_row, student_row]));
+        o.insert(
+            "student_aggregates".into(),
+            json!({
+                "esr_s": aggregate_json(&rs.esr_s),
+                "nmr_s": aggregate_json(&rs.nmr_s),
+            }),
+        );
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+
+    println!(
+        "teacher {} / student {} at {fs} Hz{}",
+        args.teacher.display(),
+        args.student.display(),
+        if args.oversample > 1 {
+            format!(", {}x oversampled", args.oversample)
+        } else {
+            String::new()
+        }
+    );
+    let f = |v: f64| {
+        if v.is_finite() {
+            format!("{v:>8.1}")
+        } else if v < 0.0 {
+            format!("{:>8}", "-inf")
+        } else {
+            format!("{:>8}", "-")
+        }
+    };
+    print!("  role     ");
+    if audio.is_some() {
+        print!("{:>8}{:>8}", "G+B ESR", "MRSL");
+    }
+    println!(
+        "{:>8}{:>8}{:>8}{:>8}{:>8}",
+        "ESR-T", "NMR-T", "HESR-T", "ESR-S", "NMR-S"
+    );
+    for (role, r, a) in [("teacher", &rt, at), ("student", &rs, as_)] {
+        print!("  {role:<9}");
+        if let Some(a) = a {
+            print!("{}{}", f(db(a.esr)), f(db(a.mrsl)));
+        }
+        println!(
+            "{}{}{}{}{}",
+            f(agg_db(r.esr_t)),
+            f(agg_db(r.nmr_t)),
+            f(agg_db(r.hesr_t)),
+            f(r.esr_s.mean_linear_db),
+            f(r.nmr_s.mean_linear_db)
+        );
+    }
+    println!(
+        "  (dB; sine-set columns are 10 log10 of the mean over the tones; audio against the {})",
+        if args.reference.is_empty() {
+            "teacher's output"
+        } else {
+            "device recordings"
+        }
+    );
+    println!("  student, both aggregations over the tones:");
+    println!("  metric   mean of linear      mean of dB");
+    for (n, a) in [
+        ("ESR-T", rs.esr_t),
+        ("NMR-T", rs.nmr_t),
+        ("HESR-T", rs.hesr_t),
+    ] {
+        if let Some(a) = a {
+            print_row(n, a.mean_linear_db, a.mean_db);
+        }
+    }
+    print_row("ESR-S", rs.esr_s.mean_linear_db, rs.esr_s.mean_db);
+    print_row("NMR-S", rs.nmr_s.mean_linear_db, rs.nmr_s.mean_db);
+    Ok(())
+}

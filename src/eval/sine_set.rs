@@ -1,0 +1,387 @@
+//! The sine-set evaluation of a model (paper sec. 2.6, Table 1, Fig. 4; spec sec. 7): the 264
+//! tones of [`eval_sine_set`] (MIDI 21..=108 at -36/-18/-6 dBFS, zero phase, 1.2 s) are run
+//! through a network in f64 from its initial state, optionally 2x (or M x) oversampled as the
+//! paper's baseline (sec. 4.4, [`process_oversampled`]), and the last second of each output is
+//! analysed with the existing metric code ([`SineSetAnalyzer::tone_metrics`], [`aggregate`]).
+//!
+//! Tones are independent, so they run in parallel on rayon's pool, each task rendering one tone
+//! and computing its metrics (memory stays at a few tones per thread). The library never
+//! prints: a progress callback receives the number of tones finished so far.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use crate::dsp::harmonics::Harmonics;
+use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone};
+use crate::loss::esr::{esr, hesr};
+use crate::loss::metrics::{aggregate, Aggregate, SineSetAnalyzer, ToneMetrics};
+use crate::loss::nmr::{Nmr, NmrReference, NmrScratch};
+use crate::models::oversample::process_oversampled;
+use crate::models::Network;
+use crate::{Error, Result};
+
+/// Progress callback: called with the number of tones finished so far (from any thread).
+pub type Progress<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// A progress callback that does nothing.
+pub fn no_progress(_: usize) {}
+
+/// How to run the network over the tones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Oversampling factor (1 = native rate; 2 = the paper's OS2 baseline, sec. 4.4).
+    pub oversample: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { oversample: 1 }
+    }
+}
+
+/// Output of `net` for input `x` at its native rate, oversampled by `opts.oversample`.
+pub fn run_network(net: &Network, x: &[f64], opts: RunOptions) -> Result<Vec<f64>> {
+    let y = if opts.oversample <= 1 {
+        net.process::<f64>(x)
+    } else {
+        process_oversampled(net, x, opts.oversample)?
+    };
+    if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "the model's output is not finite at sample {i}"
+        )));
+    }
+    Ok(y)
+}
+
+/// Per-tone analysis shared by the -S and -T metrics: the harmonic analyser and the NMR ear
+/// model for one rate. It composes the same functions as [`SineSetAnalyzer::tone_metrics`]
+/// (eqs. 6–12 resynthesis, [`esr`], [`Nmr::nmr`], [`hesr`]) but analyses each output once, so
+/// that a teacher's alias-free output serves both its own row and the student's -T metrics.
+struct Evaluator {
+    an: SineSetAnalyzer,
+    nmr: Nmr,
+}
+
+/// One analysed output: its last second, harmonics, alias-free version and NMR reference.
+struct Analysed<'a> {
+    seg: &'a [f64],
+    h: Harmonics,
+    clean: Vec<f64>,
+    reference: NmrReference,
+}
+
+impl Evaluator {
+    fn new(fs: f64) -> Result<Self> {
+        Ok(Self {
+            an: SineSetAnalyzer::new(fs)?,
+            nmr: Nmr::new(fs)?,
+        })
+    }
+
+    fn analyse<'a>(&self, y: &'a [f64], f0: f64, s: &mut NmrScratch) -> Result<Analysed<'a>> {
+        let (seg, h, clean) = self.an.analyze(y, f0)?;
+        let reference = self.nmr.reference(&clean, s)?;
+        Ok(Analysed {
+            seg,
+            h,
+            clean,
+            reference,
+        })
+    }
+
+    /// ESR-S/NMR-S of `a`, and with `teacher` the -T metrics against the teacher's alias-free
+    /// output (for the teacher itself pass its own analysis: -T then equals -S, HESR-T = 0).
+    fn metrics(
+        &self,
+        f0: f64,
+        a: &Analysed,
+        teacher: Option<&Analysed>,
+        s: &mut NmrScratch,
+    ) -> Result<ToneResult0> {
+        let mut m = ToneMetrics {
+            f0,
+            esr_s: esr(a.seg, &a.clean),
+            nmr_s: self.nmr.nmr(&a.reference, a.seg, s)?,
+            esr_t: None,
+            nmr_t: None,
+            hesr_t: None,
+        };
+        if let Some(t) = teacher {
+            m.esr_t = Some(esr(a.seg, &t.clean));
+            m.nmr_t = Some(self.nmr.nmr(&t.reference, a.seg, s)?);
+            m.hesr_t = Some(hesr(&a.h.magnitudes(), &t.h.magnitudes())?);
+        }
+        Ok(ToneResult0 {
+            metrics: m,
+            harmonic_amplitudes: a.h.magnitudes().iter().map(|c| 2.0 * c).collect(),
+        })
+    }
+}
+
+/// A tone's metrics before the tone is attached.
+struct ToneResult0 {
+    metrics: ToneMetrics,
+    harmonic_amplitudes: Vec<f64>,
+}
+
+impl ToneResult0 {
+    fn with(self, tone: EvalTone) -> ToneResult {
+        ToneResult {
+            tone,
+            metrics: self.metrics,
+            harmonic_amplitudes: self.harmonic_amplitudes,
+        }
+    }
+}
+
+/// The metrics of one tone of the set, with its harmonic amplitudes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToneResult {
+    /// The tone (MIDI note, level, f0).
+    pub tone: EvalTone,
+    /// Linear metric values (ESR-S, NMR-S, and the -T ones when a teacher was given).
+    pub metrics: ToneMetrics,
+    /// Peak amplitudes `2 |C_m|` of harmonics `m = 1..=M` of the analysed output (eqs. 10–11).
+    pub harmonic_amplitudes: Vec<f64>,
+}
+
+/// Sine-set results for one model: per tone, and aggregated over all tones both as
+/// `10 log10(mean of linear)` and as the mean of per-tone dB (spec sec. 7), labelled in
+/// [`Aggregate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SineSetReport {
+    /// Sample rate of the analysis (the model's rate).
+    pub fs: f64,
+    /// Oversampling factor the network ran at.
+    pub oversample: usize,
+    /// One entry per tone, in [`eval_sine_set`] order.
+    pub tones: Vec<ToneResult>,
+    /// ESR-S aggregate.
+    pub esr_s: Aggregate,
+    /// NMR-S aggregate.
+    pub nmr_s: Aggregate,
+    /// ESR-T aggregate (with a teacher).
+    pub esr_t: Option<Aggregate>,
+    /// NMR-T aggregate (with a teacher).
+    pub nmr_t: Option<Aggregate>,
+    /// HESR-T aggregate (with a teacher).
+    pub hesr_t: Option<Aggregate>,
+}
+
+impl SineSetReport {
+    /// Builds the aggregates from per-tone results.
+    pub fn from_tones(fs: f64, oversample: usize, tones: Vec<ToneResult>) -> Result<Self> {
+        if tones.is_empty() {
+            return Err(Error::InvalidArgument("no tones".into()));
+        }
+        let agg = |f: &dyn Fn(&ToneMetrics) -> Option<f64>| -> Option<Aggregate> {
+            let v: Option<Vec<f64>> = tones.iter().map(|t| f(&t.metrics)).collect();
+            v.map(|v| aggregate(&v))
+        };
+        Ok(Self {
+            fs,
+            oversample,
+            esr_s: agg(&|m| Some(m.esr_s)).expect("always present"),
+            nmr_s: agg(&|m| Some(m.nmr_s)).expect("always present"),
+            esr_t: agg(&|m| m.esr_t),
+            nmr_t: agg(&|m| m.nmr_t),
+            hesr_t: agg(&|m| m.hesr_t),
+            tones,
+        })
+    }
+
+    /// The tones at level `dbfs`.
+    pub fn at_level(&self, dbfs: f64) -> impl Iterator<Item = &ToneResult> {
+        self.tones.iter().filter(move |t| t.tone.dbfs == dbfs)
+    }
+}
+
+/// Runs the sine set through `net` at sample rate `fs` and measures ESR-S/NMR-S per tone
+/// (paper sec. 2.6). With `teacher`, the same tones through the teacher (at the same
+/// oversampling) give ESR-T, NMR-T and HESR-T against the teacher's alias-free output.
+pub fn measure_sine_set(
+    net: &Network,
+    fs: f64,
+    opts: RunOptions,
+    teacher: Option<&Network>,
+    progress: Progress,
+) -> Result<SineSetReport> {
+    measure_tones(net, fs, opts, teacher, &eval_sine_set(), progress)
+}
+
+/// [`measure_sine_set`] over a given list of tones (each of [`eval_tone_len`] samples).
+pub fn measure_tones(
+    net: &Network,
+    fs: f64,
+    opts: RunOptions,
+    teacher: Option<&Network>,
+    tones: &[EvalTone],
+    progress: Progress,
+) -> Result<SineSetReport> {
+    let ev = Evaluator::new(fs)?;
+    let done = AtomicUsize::new(0);
+    let mut results = Vec::with_capacity(tones.len());
+    for chunk in tones.chunks(CHUNK) {
+        let ys = run_tones(net, chunk, fs, opts)?;
+        let yts = teacher.map(|t| run_tones(t, chunk, fs, opts)).transpose()?;
+        let part = chunk
+            .par_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut s = ev.nmr.scratch();
+                let a = ev.analyse(&ys[i], t.tone.f0, &mut s)?;
+                let r = match &yts {
+                    Some(yts) => {
+                        let at = ev.analyse(&yts[i], t.tone.f0, &mut s)?;
+                        ev.metrics(t.tone.f0, &a, Some(&at), &mut s)?
+                    }
+                    None => ev.metrics(t.tone.f0, &a, None, &mut s)?,
+                };
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                Ok(r.with(*t))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        results.extend(part);
+    }
+    SineSetReport::from_tones(fs, opts.oversample, results)
+}
+
+/// Tones run through a network per chunk: enough to keep every core busy (recurrent networks
+/// advance a chunk's tones together, see [`Network::process_batch`]) while the progress bar
+/// still moves.
+const CHUNK: usize = 24;
+
+/// Outputs of `net` for `tones` (1.2 s each at `fs`), oversampled per `opts`.
+fn run_tones(
+    net: &Network,
+    tones: &[EvalTone],
+    fs: f64,
+    opts: RunOptions,
+) -> Result<Vec<Vec<f64>>> {
+    let len = eval_tone_len(fs);
+    let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.tone.render(fs, len)).collect();
+    let ys = if opts.oversample <= 1 {
+        net.process_batch(&inputs)
+    } else {
+        inputs
+            .par_iter()
+            .map(|x| process_oversampled(net, x, opts.oversample))
+            .collect::<Result<Vec<_>>>()?
+    };
+    for y in &ys {
+        if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "the model's output is not finite at sample {i}"
+            )));
+        }
+    }
+    Ok(ys)
+}
+
+/// Metrics of a recorded or rendered tone `y` (at least `fs` samples; the last second is
+/// analysed) of fundamental `f0`: ESR-S and NMR-S with the harmonic amplitudes.
+pub fn analyze_tone(y: &[f64], fs: f64, f0: f64) -> Result<(ToneMetrics, Vec<f64>)> {
+    let ev = Evaluator::new(fs)?;
+    let n = ev.an.analyzer().len();
+    if y.len() < n {
+        return Err(Error::InvalidArgument(format!(
+            "the tone has {} samples; the analysis needs one second ({n} samples at {fs} Hz)",
+            y.len()
+        )));
+    }
+    let mut s = ev.nmr.scratch();
+    let a = ev.analyse(y, f0, &mut s)?;
+    let r = ev.metrics(f0, &a, None, &mut s)?;
+    Ok((r.metrics, r.harmonic_amplitudes))
+}
+
+/// The tone of the paper's spectrum figures (Figs. 2–3): 2394.3 Hz at -6 dBFS, zero phase.
+pub const SPECTRUM_TONE: Tone = Tone {
+    f0: 2394.3,
+    amplitude: 0.501_187_233_627_272_3, // 10^(-6/20)
+    phase: 0.0,
+};
+
+/// The output of `net` for the spectrum-figure tone (1.2 s at `fs`).
+pub fn spectrum_tone_output(net: &Network, fs: f64, opts: RunOptions) -> Result<Vec<f64>> {
+    let x = SPECTRUM_TONE.render(fs, eval_tone_len(fs));
+    run_network(net, &x, opts)
+}
+
+/// Teacher and student over the sine set, each network run once per tone: the teacher's
+/// report (its -T metrics are against itself: ESR-T = ESR-S, HESR-T = 0) and the student's
+/// with ESR-T, NMR-T and HESR-T against the teacher's alias-free output (Table 1 rows).
+pub fn compare_sine_set(
+    teacher: &Network,
+    student: &Network,
+    fs: f64,
+    opts: RunOptions,
+    tones: &[EvalTone],
+    progress: Progress,
+) -> Result<(SineSetReport, SineSetReport)> {
+    let ev = Evaluator::new(fs)?;
+    let done = AtomicUsize::new(0);
+    let (mut t, mut s) = (Vec::new(), Vec::new());
+    for chunk in tones.chunks(CHUNK) {
+        let yts = run_tones(teacher, chunk, fs, opts)?;
+        let yss = run_tones(student, chunk, fs, opts)?;
+        let pairs = chunk
+            .par_iter()
+            .enumerate()
+            .map(|(i, tone)| {
+                let mut sc = ev.nmr.scratch();
+                let at = ev.analyse(&yts[i], tone.tone.f0, &mut sc)?;
+                let as_ = ev.analyse(&yss[i], tone.tone.f0, &mut sc)?;
+                let r = (
+                    ev.metrics(tone.tone.f0, &at, Some(&at), &mut sc)?
+                        .with(*tone),
+                    ev.metrics(tone.tone.f0, &as_, Some(&at), &mut sc)?
+                        .with(*tone),
+                );
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                Ok(r)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (a, b) in pairs {
+            t.push(a);
+            s.push(b);
+        }
+    }
+    Ok((
+        SineSetReport::from_tones(fs, opts.oversample, t)?,
+        SineSetReport::from_tones(fs, opts.oversample, s)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The evaluator composes the metric functions exactly as
+    /// [`SineSetAnalyzer::tone_metrics`] does.
+    #[test]
+    fn evaluator_matches_tone_metrics() {
+        let fs = 44_100.0;
+        let f0 = 1234.5;
+        let clip = |g: f64| -> Vec<f64> {
+            (0..52_920)
+                .map(|n| (g * (2.0 * std::f64::consts::PI * f0 * n as f64 / fs).sin()).tanh())
+                .collect()
+        };
+        let (y, yt) = (clip(4.0), clip(3.0));
+        let an = SineSetAnalyzer::new(fs).unwrap();
+        let want = an.tone_metrics(&y, f0, Some(&yt)).unwrap();
+        let ev = Evaluator::new(fs).unwrap();
+        let mut s = ev.nmr.scratch();
+        let a = ev.analyse(&y, f0, &mut s).unwrap();
+        let at = ev.analyse(&yt, f0, &mut s).unwrap();
+        let got = ev.metrics(f0, &a, Some(&at), &mut s).unwrap();
+        assert_eq!(got.metrics, want);
+        let (m, h) = analyze_tone(&y, fs, f0).unwrap();
+        assert_eq!(m.esr_s, want.esr_s);
+        assert_eq!(m.nmr_s, want.nmr_s);
+        assert_eq!(h.len(), (fs / (2.0 * f0)) as usize);
+    }
+}

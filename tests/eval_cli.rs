@@ -1,0 +1,191 @@
+//! End-to-end tests of `dealias measure`, `compare` and `analyze` with the built binary, on
+//! small generated models (fast) and synthetic WAV files.
+
+mod common;
+
+use std::f64::consts::PI;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn dealias(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    assert!(
+        out.status.success(),
+        "dealias {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn small(name: &str) -> String {
+    common::data(&format!("reference/{name}/{name}.json"))
+        .display()
+        .to_string()
+}
+
+fn write_wav(path: &Path, x: &[f64], fs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: fs,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &v in x {
+        w.write_sample(v as f32).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn measure_writes_json_csv_and_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m");
+    let v = dealias(&[
+        "measure",
+        &small("guitarml_lstm4x1_noskip_nobias"),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    for k in ["esr_s_db", "nmr_s_db", "esr_s_mean_db", "nmr_s_mean_db"] {
+        assert!(v[k].is_number(), "{k}: {}", v[k]);
+    }
+    let tones = v["tones"].as_array().unwrap();
+    assert_eq!(tones.len(), 264);
+    for k in ["midi", "f0_hz", "amplitude_db", "esr_s_db", "nmr_s_db"] {
+        assert!(tones[0].get(k).is_some(), "tone key {k}");
+    }
+    assert_eq!(tones[0]["midi"], 21);
+    assert_eq!(tones[263]["amplitude_db"], -6.0);
+    let csv = std::fs::read_to_string(out.join("tones.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 265);
+    assert!(csv.starts_with("midi,f0_hz,amplitude_db,esr_s_db,nmr_s_db,harmonics_db"));
+    for f in [
+        "summary.json",
+        "nmr_s_vs_f0.png",
+        "nmr_s_vs_f0.svg",
+        "spectrum_2394Hz_-6dBFS.png",
+        "spectrum_2394Hz_-6dBFS.svg",
+    ] {
+        let m = std::fs::metadata(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(m.len() > 1000, "{f} is {} bytes", m.len());
+    }
+    let png = std::fs::read(out.join("nmr_s_vs_f0.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // The 2x oversampled baseline on the -6 dBFS tones.
+    let v = dealias(&[
+        "measure",
+        &small("guitarml_lstm4x1_noskip_nobias"),
+        "--oversample",
+        "2",
+        "--level",
+        "-6",
+        "--json",
+    ]);
+    assert_eq!(v["oversample"], 2);
+    assert_eq!(v["tones"].as_array().unwrap().len(), 88);
+    assert!(v["nmr_s_db"].is_number());
+}
+
+#[test]
+fn compare_gives_table_1_keys_with_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = 44_100;
+    // A plucked-string-like clip and a "device recording" of it (a soft clipper).
+    let x: Vec<f64> = (0..30_000)
+        .map(|n| {
+            let t = n as f64 / fs as f64;
+            0.4 * (-4.0 * t).exp() * (2.0 * PI * 110.0 * t).sin()
+        })
+        .collect();
+    let r: Vec<f64> = x.iter().map(|v| (3.0 * v).tanh() / 3.0).collect();
+    let (xp, rp) = (dir.path().join("di.wav"), dir.path().join("ref.wav"));
+    write_wav(&xp, &x, fs);
+    write_wav(&rp, &r, fs);
+    let teacher = small("guitarml_lstm4x1_noskip_nobias");
+    let student = small("guitarml_lstm5x2_skip_bias");
+    let v = dealias(&[
+        "compare",
+        &teacher,
+        &student,
+        "--audio",
+        xp.to_str().unwrap(),
+        "--level",
+        "-6",
+        "--json",
+    ]);
+    assert_eq!(v["rows"][1]["role"], "student");
+    for k in ["esr_t_db", "nmr_t_db", "hesr_t_db", "gb_esr_db", "mrsl"] {
+        assert!(v[k].is_number(), "{k}: {}", v[k]);
+    }
+    // The teacher against itself: HESR-T and G+B ESR are -inf (null), ESR-T equals ESR-S.
+    let t = &v["rows"][0];
+    assert!(t["hesr_t_db"].is_null() && t["gb_esr_db"].is_null());
+    assert!((t["esr_t_db"].as_f64().unwrap() - t["esr_s_db"].as_f64().unwrap()).abs() < 1e-9);
+    // Against a device recording both rows have finite G+B metrics.
+    let v = dealias(&[
+        "compare",
+        &teacher,
+        &student,
+        "--audio",
+        xp.to_str().unwrap(),
+        "--reference",
+        rp.to_str().unwrap(),
+        "--level",
+        "-36",
+        "--json",
+    ]);
+    assert!(v["rows"][0]["gb_esr_db"].is_number());
+    assert!(v["gb_esr_db"].is_number() && v["mrsl"].is_number());
+    // Without audio the G+B keys are absent.
+    let v = dealias(&["compare", &teacher, &teacher, "--level", "-18", "--json"]);
+    assert!(v.get("gb_esr_db").is_none());
+    assert!(v["hesr_t_db"].is_null());
+}
+
+/// A tone with known harmonics plus one inharmonic component of known power: ESR-S is the
+/// power ratio of the inharmonic part to the harmonic part, and the harmonic amplitudes are
+/// recovered.
+#[test]
+fn analyze_recovers_known_aliasing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = 44_100u32;
+    let f0 = 1000.0;
+    let harm = [0.5, 0.25, 0.1];
+    let alias_amp = 0.01;
+    let alias_f = 1517.0;
+    let x: Vec<f64> = (0..(fs as usize * 6 / 5))
+        .map(|n| {
+            let t = n as f64 / fs as f64;
+            harm.iter()
+                .enumerate()
+                .map(|(m, a)| a * (2.0 * PI * (m + 1) as f64 * f0 * t + 0.3 * m as f64).sin())
+                .sum::<f64>()
+                + alias_amp * (2.0 * PI * alias_f * t).sin()
+        })
+        .collect();
+    let p = dir.path().join("tone.wav");
+    write_wav(&p, &x, fs);
+    let v = dealias(&["analyze", p.to_str().unwrap(), "--f0", "1000", "--json"]);
+    let want = 10.0 * (alias_amp * alias_amp / harm.iter().map(|a| a * a).sum::<f64>()).log10();
+    let got = v["esr_s_db"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() < 0.05,
+        "ESR-S {got} dB, expected {want} dB"
+    );
+    assert!(v["nmr_s_db"].is_number());
+    let h = v["harmonics_db"].as_array().unwrap();
+    assert_eq!(h.len(), 22);
+    for (m, a) in harm.iter().enumerate() {
+        let d = h[m].as_f64().unwrap() - 20.0 * a.log10();
+        assert!(d.abs() < 0.01, "harmonic {}: off by {d} dB", m + 1);
+    }
+    assert!(h[5].as_f64().unwrap() < -100.0);
+}
