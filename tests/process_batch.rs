@@ -1,0 +1,41 @@
+//! `Network::process_batch` (the batched fast path used by training and evaluation) equals
+//! the streaming processor for every architecture, from the same initial state.
+
+mod common;
+
+fn check(name: &str, ext: &str) {
+    let model =
+        dealias::load_model(&common::data(&format!("reference/{name}/{name}.{ext}"))).unwrap();
+    let x = common::read_f64(&common::data(&format!("reference/{name}/input.f64")));
+    // Three items of equal length (recurrent batches need that), different content.
+    let n = x.len() / 3;
+    let inputs: Vec<Vec<f64>> = (0..3).map(|i| x[i * n..(i + 1) * n].to_vec()).collect();
+    let batch = model.network.process_batch(&inputs);
+    for (xi, yb) in inputs.iter().zip(&batch) {
+        let ys = model.network.process::<f64>(xi);
+        let (rel_peak, _) = common::errors(yb, &ys);
+        assert!(
+            rel_peak < 1e-12,
+            "{name}: batched vs streaming {rel_peak:e}"
+        );
+    }
+}
+
+#[test]
+fn recurrent_networks() {
+    check("guitarml_lstm5x2_skip_bias", "json");
+    check("guitarml_gru3x3_noskip_nobias", "json");
+    check("nam_lstm_2x6", "nam");
+}
+
+#[test]
+fn wavenets_including_their_zero_padded_start() {
+    check("wavenet_tanh_gated", "nam");
+    check("wavenet_post_head", "nam");
+    check("wavenet_two_arrays_k2_k5", "nam");
+}
+
+#[test]
+fn linear_models() {
+    check("nam_linear_bias", "nam");
+}
