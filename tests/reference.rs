@@ -63,15 +63,15 @@ fn guitarml_gru12_2layer_noskip() {
     );
 }
 
-/// In f32 this high-gain LSTM with a long memory accumulates the fast tanh's error
-/// (4e-7 per evaluation) in its cell state: measured 2.3e-3 of the peak (-53 dB); with libm's
-/// tanhf it was 6.6e-5, at half the speed.
+/// In f32 this high-gain LSTM with a long memory accumulates the rounding of every step in
+/// its cell state: measured 6.7e-5 of the peak (-84 dB) with the vectorised f32 tanh/sigmoid
+/// (the rational tanh used before gave 2.3e-3).
 #[test]
 fn paper_broadcast_lstm() {
     shared_case(
         "paper_broadcast_lstm_guitar_1",
         "broadcast_lstm_teacher.json",
-        5e-3,
+        2e-4,
     );
 }
 

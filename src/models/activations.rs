@@ -172,31 +172,6 @@ pub fn sigmoid<T: Real>(x: T) -> T {
     x.sigmoid_fwd()
 }
 
-/// Single-precision tanh without libm: `x · p(x²) / q(x²)` with a degree-13/6 minimax rational
-/// function on the clamped input (the approximation Eigen uses for float tanh). Branch-free, so
-/// loops over slices vectorise. Measured maximum absolute error against f64 tanh: below 1e-6
-/// (test `tanh_f32_error`); the f32 evaluation itself contributes about 1e-7.
-#[inline(always)]
-pub fn tanh_f32(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    const A1: f32 = 4.893_524_6e-3;
-    const A3: f32 = 6.372_619_3e-4;
-    const A5: f32 = 1.485_722_4e-5;
-    const A7: f32 = 5.122_297e-8;
-    const A9: f32 = -8.604_672e-11;
-    const A11: f32 = 2.000_188e-13;
-    const A13: f32 = -2.760_768_5e-16;
-    const B0: f32 = 4.893_525e-3;
-    const B2: f32 = 2.268_434_6e-3;
-    const B4: f32 = 1.185_347e-4;
-    const B6: f32 = 1.198_258_4e-6;
-    let x = x.clamp(-CLAMP, CLAMP);
-    let x2 = x * x;
-    let p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * x;
-    let q = ((B6 * x2 + B4) * x2 + B2) * x2 + B0;
-    p / q
-}
-
 /// NAM C++'s `fast_tanh`: a rational approximation of tanh.
 #[inline(always)]
 pub fn fast_tanh<T: Real>(x: T) -> T {
@@ -277,26 +252,6 @@ mod tests {
             let x = i as f64 * 0.01;
             assert!((fast_tanh(x) - x.tanh()).abs() < 3e-3, "x = {x}");
         }
-    }
-
-    #[test]
-    fn tanh_f32_error() {
-        let mut worst = 0.0f64;
-        for i in -200_000..=200_000 {
-            let x = i as f64 * 1e-4;
-            let e = (tanh_f32(x as f32) as f64 - (x as f32 as f64).tanh()).abs();
-            worst = worst.max(e);
-        }
-        assert!(worst < 1e-6, "max error {worst:e}");
-        let mut worst_s = 0.0f64;
-        for i in -200_000..=200_000 {
-            let x = i as f64 * 1e-4;
-            let s: f32 = sigmoid(x as f32);
-            let want = 1.0 / (1.0 + (-(x as f32 as f64)).exp());
-            worst_s = worst_s.max((s as f64 - want).abs());
-        }
-        assert!(worst_s < 1e-6, "sigmoid max error {worst_s:e}");
-        println!("tanh_f32 max abs error {worst:.2e}, sigmoid {worst_s:.2e}");
     }
 
     #[test]

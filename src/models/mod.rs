@@ -8,6 +8,7 @@
 //! result of one call on the whole signal.
 
 pub mod activations;
+pub(crate) mod fastmath;
 pub mod linear;
 pub mod oversample;
 pub mod rnn;
@@ -43,11 +44,11 @@ pub trait Real:
     fn from_f64_lossy(v: f64) -> Self;
     /// Widens to f64.
     fn to_f64_exact(self) -> f64;
-    /// `tanh` as the forward passes compute it: exact (libm) for f64; for f32 a branch-free
-    /// rational approximation that vectorises (see [`activations::tanh_f32`]).
+    /// `tanh` as the forward passes compute it: exact (libm) for f64; for f32 the branch-free
+    /// vectorisable one of the training engines (absolute error below 3e-7).
     fn tanh_fwd(self) -> Self;
-    /// The logistic sigmoid as the forward passes compute it: `1 / (1 + e^-x)` for f64;
-    /// `0.5 + 0.5 tanh(x / 2)` with the fast tanh for f32.
+    /// The logistic sigmoid as the forward passes compute it: `1 / (1 + e^-x)`, with the
+    /// vectorisable `exp` for f32.
     fn sigmoid_fwd(self) -> Self;
 }
 
@@ -62,11 +63,11 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn tanh_fwd(self) -> Self {
-        activations::tanh_f32(self)
+        fastmath::tanh::<f32, false>(self)
     }
     #[inline(always)]
     fn sigmoid_fwd(self) -> Self {
-        0.5 + 0.5 * activations::tanh_f32(0.5 * self)
+        fastmath::sigmoid::<f32, false>(self)
     }
 }
 

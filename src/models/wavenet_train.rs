@@ -415,55 +415,12 @@ fn activate_block<T: Real>(
     }
 }
 
-/// `tanh` to within a few units of 1e-16 (absolute), branch-free so that the block loop
-/// vectorises: `tanh|x| = (1 - e) / (1 + e)` with `e = exp(-2|x|)` from a Cody–Waite reduction
-/// and a degree-12 Taylor polynomial on `|r| ≤ ln2/2`, scaled by `2^k` through the exponent
-/// bits. libm's scalar `tanh` was a sixth of the training time.
-#[inline(always)]
-fn tanh_f64(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52: adding it rounds to an integer
-                                                // e^-80 < 2^-115 makes tanh = 1 in f64; the clamp keeps 2^k a normal number.
-    let y = (-2.0 * x.abs()).max(-80.0);
-    let kf = y * std::f64::consts::LOG2_E + MAGIC;
-    let k = (kf.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
-    let kf = kf - MAGIC;
-    let r = (y - kf * LN2_HI) - kf * LN2_LO;
-    // exp(r) by Horner, 1/n! coefficients; |r| ≤ 0.347 makes the degree-13 term < 1e-17.
-    let mut p = 1.0 / 479_001_600.0;
-    for c in [
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    let e = p * f64::from_bits(((k + 1023) as u64) << 52);
-    let t = ((1.0 - e) / (1.0 + e)).copysign(x);
-    // `max` above drops NaN; keep it, so that a diverging model shows.
-    if x.is_nan() {
-        x
-    } else {
-        t
-    }
-}
-
 /// Tanh of a block and its derivative `1 - a²`, computed in f64.
 fn tanh_block<T: Real>(z: &[T], a: &mut [T], gain: &mut [T]) {
     #[inline(always)]
     fn body<T: Real>(z: &[T], a: &mut [T], gain: &mut [T]) {
         for ((zv, av), gv) in z.iter().zip(a.iter_mut()).zip(gain.iter_mut()) {
-            let t = tanh_f64(zv.to_f64_exact());
+            let t = super::fastmath::tanh::<f64, false>(zv.to_f64_exact());
             *av = T::from_f64_lossy(t);
             *gv = T::from_f64_lossy(1.0 - t * t);
         }
@@ -967,25 +924,5 @@ impl<T: Real> WaveNetTrainer<T> {
                 dhead_out[..n * c].copy_from_slice(&dhead[..n * c]);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tanh_f64;
-
-    #[test]
-    fn wavenet_train_fast_tanh_is_accurate() {
-        let mut worst: f64 = 0.0;
-        for i in -400_000..=400_000 {
-            let x = i as f64 * 1e-4 + 1e-9;
-            worst = worst.max((tanh_f64(x) - x.tanh()).abs());
-        }
-        for x in [0.0, -0.0, 1e-300, 50.0, -50.0, 1e6, f64::INFINITY] {
-            assert!((tanh_f64(x) - x.tanh()).abs() <= 2e-16, "{x}");
-        }
-        assert!(tanh_f64(f64::NAN).is_nan());
-        println!("fast tanh: max abs error {worst:e}");
-        assert!(worst <= 4e-16, "max abs error {worst:e}");
     }
 }
