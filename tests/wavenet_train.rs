@@ -9,18 +9,7 @@ use dealias::models::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const ACTIVATIONS: [Activation; 10] = [
-    Activation::Tanh,
-    Activation::FastTanh,
-    Activation::Hardtanh,
-    Activation::ReLU,
-    Activation::LeakyReLU { slope: 0.01 },
-    Activation::Sigmoid,
-    Activation::SiLU,
-    Activation::HardSwish,
-    Activation::Softsign,
-    Activation::Identity,
-];
+const ACTIVATIONS: [Activation; 10] = Activation::ALL;
 
 fn conv(
     rng: &mut ChaCha8Rng,

@@ -31,11 +31,8 @@ pub struct Args {
 
 /// Runs `dealias process`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let same = |a: &PathBuf, b: &PathBuf| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    };
-    if same(&args.input, &args.output) || same(&args.model, &args.output) {
+    use crate::io::same_file;
+    if same_file(&args.input, &args.output) || same_file(&args.model, &args.output) {
         bail!(
             "{}: the output would overwrite an input file",
             args.output.display()

@@ -30,6 +30,20 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every supported activation (LeakyReLU with torch's default slope).
+    pub const ALL: [Activation; 10] = [
+        Activation::Tanh,
+        Activation::FastTanh,
+        Activation::Hardtanh,
+        Activation::ReLU,
+        Activation::LeakyReLU { slope: 0.01 },
+        Activation::Sigmoid,
+        Activation::SiLU,
+        Activation::HardSwish,
+        Activation::Softsign,
+        Activation::Identity,
+    ];
+
     /// Parses a NAM activation name.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -216,24 +230,11 @@ fn fast_tanh_derivative<T: Real>(x: T) -> T {
 mod tests {
     use super::*;
 
-    const ALL: [Activation; 10] = [
-        Activation::Tanh,
-        Activation::FastTanh,
-        Activation::Hardtanh,
-        Activation::ReLU,
-        Activation::LeakyReLU { slope: 0.01 },
-        Activation::Sigmoid,
-        Activation::SiLU,
-        Activation::HardSwish,
-        Activation::Softsign,
-        Activation::Identity,
-    ];
-
     #[test]
     fn derivatives_match_central_differences() {
         // Points away from the kinks of the piecewise functions (±1, 0, ±3).
         let xs = [-4.1, -2.3, -0.77, -0.31, 0.13, 0.52, 0.91, 1.7, 2.9, 3.6];
-        for act in ALL {
+        for act in Activation::ALL {
             for &x in &xs {
                 let h = 1e-6;
                 let fd = (act.apply(x + h) - act.apply(x - h)) / (2.0 * h);
@@ -256,7 +257,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for act in ALL {
+        for act in Activation::ALL {
             assert_eq!(Activation::from_name(act.name()), Some(act));
         }
     }

@@ -302,6 +302,17 @@ fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// Sums per-thread gradients in a fixed order (so that a run is deterministic) into f64.
+fn sum_in_order<'a, T: Real>(parts: impl Iterator<Item = &'a [T]>, n: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; n];
+    for part in parts {
+        for (s, &v) in sum.iter_mut().zip(part) {
+            *s += v.to_f64_exact();
+        }
+    }
+    sum
+}
+
 /// One batch of training data: the tones, their input signals and alias-free targets
 /// (the last `analysed` samples).
 struct Batch {
@@ -662,6 +673,26 @@ impl Finetuner {
         Ok(())
     }
 
+    /// The batch loss of frame `f` of every item and its gradient with respect to each
+    /// item's output (into `dys`).
+    fn frame_loss(
+        &self,
+        preds: &[Vec<f64>],
+        batch: &Batch,
+        f: usize,
+        works: &mut Vec<ItemWork>,
+        dys: &mut [Vec<f64>],
+    ) -> Result<BatchLoss> {
+        let n = self.schedule.frame_len;
+        let pred_refs: Vec<&[f64]> = preds.iter().map(|p| p.as_slice()).collect();
+        let tgt_refs: Vec<&[f64]> = batch
+            .targets
+            .iter()
+            .map(|t| &t[f * n..(f + 1) * n])
+            .collect();
+        self.loss.batch(&pred_refs, &tgt_refs, works, Some(dys))
+    }
+
     /// Whether a batch should end before its next frame.
     fn frame_gate(&self, stop: &AtomicBool) -> Option<BatchEnd> {
         if stop.load(Ordering::SeqCst) {
@@ -757,16 +788,7 @@ impl Finetuner {
                     })
                 })
                 .collect();
-            let fa = f * sched.frame_len;
-            let pred_refs: Vec<&[f64]> = preds.iter().map(|p| p.as_slice()).collect();
-            let tgt_refs: Vec<&[f64]> = batch
-                .targets
-                .iter()
-                .map(|t| &t[fa..fa + sched.frame_len])
-                .collect();
-            let loss = self
-                .loss
-                .batch(&pred_refs, &tgt_refs, &mut works, Some(&mut dys))?;
+            let loss = self.frame_loss(&preds, batch, f, &mut works, &mut dys)?;
             subs.par_iter_mut().for_each(|s| {
                 let dy: Vec<Vec<T>> = dys[s.range.clone()].iter().map(|d| cast_vec(d)).collect();
                 let dy_refs: Vec<&[T]> = dy.iter().map(|d| d.as_slice()).collect();
@@ -775,13 +797,7 @@ impl Finetuner {
                 // BPTT detaches the carried state (spec sec. 6).
                 trainer.backward(&s.tape, &dy_refs, &mut s.grad);
             });
-            let mut grad = vec![0.0; np];
-            for s in &subs {
-                for (g, &v) in grad.iter_mut().zip(&s.grad) {
-                    *g += v.to_f64_exact();
-                }
-            }
-            self.apply_step(&loss, &grad)?;
+            self.apply_step(&loss, &sum_in_order(subs.iter().map(|s| &s.grad[..]), np))?;
             on_step(self.step, self.epoch, loss);
         }
         Ok(BatchEnd::Complete)
@@ -838,12 +854,7 @@ impl Finetuner {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            let fa = f * n;
-            let pred_refs: Vec<&[f64]> = preds.iter().map(|p| p.as_slice()).collect();
-            let tgt_refs: Vec<&[f64]> = batch.targets.iter().map(|t| &t[fa..fa + n]).collect();
-            let loss = self
-                .loss
-                .batch(&pred_refs, &tgt_refs, &mut works, Some(&mut dys))?;
+            let loss = self.frame_loss(&preds, batch, f, &mut works, &mut dys)?;
             // Pass 2: forward again with the tape and back-propagate, one item at a time
             // per thread (a tape per item for the whole batch would need gigabytes).
             let grads: Vec<Vec<T>> = ranges
@@ -860,13 +871,8 @@ impl Finetuner {
                     g
                 })
                 .collect();
-            let mut grad = vec![0.0; trainer.num_params()];
-            for g in &grads {
-                for (a, &v) in grad.iter_mut().zip(g) {
-                    *a += v.to_f64_exact();
-                }
-            }
-            self.apply_step(&loss, &grad)?;
+            let np = trainer.num_params();
+            self.apply_step(&loss, &sum_in_order(grads.iter().map(|g| &g[..]), np))?;
             on_step(self.step, self.epoch, loss);
         }
         Ok(BatchEnd::Complete)
