@@ -255,6 +255,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 steps_per_second,
             } => {
                 bar.set_position(step);
+                // With a time budget, the last step is where the current rate reaches the end
+                // of the budget (so that the ETA tracks the budget, not the epoch limit).
+                if let (Some(m), true) = (args.minutes, steps_per_second > 0.0) {
+                    let left = (m * 60.0 - bar.elapsed().as_secs_f64()).max(0.0);
+                    bar.set_length(total.min(step + (steps_per_second * left) as u64));
+                }
                 bar.set_message(format!(
                     "epoch {epoch} loss {:.4} ESR {:.4} NMR {:.4} {:.2} steps/s",
                     loss.value, loss.esr, loss.nmr, steps_per_second

@@ -883,6 +883,40 @@ impl Finetuner {
 mod tests {
     use super::*;
 
+    /// A NaN/Inf loss or gradient stops training with a clear error and leaves the student
+    /// (and so the last good checkpoint) untouched.
+    #[test]
+    fn non_finite_steps_are_refused() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/reference/guitarml_gru7x1_skip_bias/guitarml_gru7x1_skip_bias.json"
+        );
+        let net = crate::load_model(std::path::Path::new(path))
+            .unwrap()
+            .network;
+        let config = FinetuneConfig {
+            sample_rate: 16000.0,
+            pre_emphasis: PreEmphasis::None,
+            validation_stride: 88,
+            ..FinetuneConfig::default()
+        };
+        let mut t = Finetuner::new(&net, config).unwrap();
+        let before = t.student.params();
+        let target: Vec<f64> = (0..4096).map(|i| (i as f64 * 0.05).sin()).collect();
+        let pred = vec![0.0; 4096];
+        let loss = t
+            .loss
+            .batch(&[&pred[..]], &[&target[..]], &mut Vec::new(), None)
+            .unwrap();
+        let mut grad = vec![0.0; before.len()];
+        grad[3] = f64::NAN;
+        let err = t.apply_step(&loss, &grad).unwrap_err();
+        assert!(matches!(err, Error::NonFinite(_)), "{err}");
+        assert!(err.to_string().contains("NaN/Inf"), "{err}");
+        assert_eq!(t.student.params(), before);
+        assert_eq!(t.step, 0);
+    }
+
     #[test]
     fn split_covers_everything_evenly() {
         let r = split(40, 3);
