@@ -12,11 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use crate::dsp::harmonics::Harmonics;
 use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone};
-use crate::loss::esr::{esr, hesr};
-use crate::loss::metrics::{aggregate, Aggregate, SineSetAnalyzer, ToneMetrics};
-use crate::loss::nmr::{Nmr, NmrReference, NmrScratch};
+use crate::loss::metrics::{aggregate, Aggregate, AnalysedTone, SineSetAnalyzer, ToneMetrics};
 use crate::models::oversample::process_oversampled;
 use crate::models::Network;
 use crate::{Error, Result};
@@ -55,69 +52,16 @@ pub fn run_network(net: &Network, x: &[f64], opts: RunOptions) -> Result<Vec<f64
     Ok(y)
 }
 
-/// Per-tone analysis shared by the -S and -T metrics: the harmonic analyser and the NMR ear
-/// model for one rate. It composes the same functions as [`SineSetAnalyzer::tone_metrics`]
-/// (eqs. 6–12 resynthesis, [`esr`], [`Nmr::nmr`], [`hesr`]) but analyses each output once, so
-/// that a teacher's alias-free output serves both its own row and the student's -T metrics.
-struct Evaluator {
-    an: SineSetAnalyzer,
-    nmr: Nmr,
-}
-
-/// One analysed output: its last second, harmonics, alias-free version and NMR reference.
-struct Analysed<'a> {
-    seg: &'a [f64],
-    h: Harmonics,
-    clean: Vec<f64>,
-    reference: NmrReference,
-}
-
-impl Evaluator {
-    fn new(fs: f64) -> Result<Self> {
-        Ok(Self {
-            an: SineSetAnalyzer::new(fs)?,
-            nmr: Nmr::new(fs)?,
-        })
-    }
-
-    fn analyse<'a>(&self, y: &'a [f64], f0: f64, s: &mut NmrScratch) -> Result<Analysed<'a>> {
-        let (seg, h, clean) = self.an.analyze(y, f0)?;
-        let reference = self.nmr.reference(&clean, s)?;
-        Ok(Analysed {
-            seg,
-            h,
-            clean,
-            reference,
-        })
-    }
-
-    /// ESR-S/NMR-S of `a`, and with `teacher` the -T metrics against the teacher's alias-free
-    /// output (for the teacher itself pass its own analysis: -T then equals -S, HESR-T = 0).
-    fn metrics(
-        &self,
-        f0: f64,
-        a: &Analysed,
-        teacher: Option<&Analysed>,
-        s: &mut NmrScratch,
-    ) -> Result<ToneResult0> {
-        let mut m = ToneMetrics {
-            f0,
-            esr_s: esr(a.seg, &a.clean),
-            nmr_s: self.nmr.nmr(&a.reference, a.seg, s)?,
-            esr_t: None,
-            nmr_t: None,
-            hesr_t: None,
-        };
-        if let Some(t) = teacher {
-            m.esr_t = Some(esr(a.seg, &t.clean));
-            m.nmr_t = Some(self.nmr.nmr(&t.reference, a.seg, s)?);
-            m.hesr_t = Some(hesr(&a.h.magnitudes(), &t.h.magnitudes())?);
-        }
-        Ok(ToneResult0 {
-            metrics: m,
-            harmonic_amplitudes: a.h.magnitudes().iter().map(|c| 2.0 * c).collect(),
-        })
-    }
+/// A tone's metrics with its harmonic amplitudes `2 |C_m|`.
+fn tone_result(
+    an: &SineSetAnalyzer,
+    a: &AnalysedTone,
+    teacher: Option<&AnalysedTone>,
+) -> Result<ToneResult0> {
+    Ok(ToneResult0 {
+        metrics: an.metrics(a, teacher)?,
+        harmonic_amplitudes: a.harmonics.magnitudes().iter().map(|c| 2.0 * c).collect(),
+    })
 }
 
 /// A tone's metrics before the tone is attached.
@@ -220,7 +164,7 @@ pub fn measure_tones(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<SineSetReport> {
-    let ev = Evaluator::new(fs)?;
+    let an = SineSetAnalyzer::new(fs)?;
     let done = AtomicUsize::new(0);
     let mut results = Vec::with_capacity(tones.len());
     for chunk in tones.chunks(CHUNK) {
@@ -230,15 +174,12 @@ pub fn measure_tones(
             .par_iter()
             .enumerate()
             .map(|(i, t)| {
-                let mut s = ev.nmr.scratch();
-                let a = ev.analyse(&ys[i], t.tone.f0, &mut s)?;
-                let r = match &yts {
-                    Some(yts) => {
-                        let at = ev.analyse(&yts[i], t.tone.f0, &mut s)?;
-                        ev.metrics(t.tone.f0, &a, Some(&at), &mut s)?
-                    }
-                    None => ev.metrics(t.tone.f0, &a, None, &mut s)?,
+                let a = an.analyse_tone(&ys[i], t.tone.f0)?;
+                let at = match &yts {
+                    Some(yts) => Some(an.analyse_tone(&yts[i], t.tone.f0)?),
+                    None => None,
                 };
+                let r = tone_result(&an, &a, at.as_ref())?;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                 Ok(r.with(*t))
             })
@@ -283,17 +224,15 @@ fn run_tones(
 /// Metrics of a recorded or rendered tone `y` (at least `fs` samples; the last second is
 /// analysed) of fundamental `f0`: ESR-S and NMR-S with the harmonic amplitudes.
 pub fn analyze_tone(y: &[f64], fs: f64, f0: f64) -> Result<(ToneMetrics, Vec<f64>)> {
-    let ev = Evaluator::new(fs)?;
-    let n = ev.an.analyzer().len();
+    let an = SineSetAnalyzer::new(fs)?;
+    let n = an.analyzer().len();
     if y.len() < n {
         return Err(Error::InvalidArgument(format!(
             "the tone has {} samples; the analysis needs one second ({n} samples at {fs} Hz)",
             y.len()
         )));
     }
-    let mut s = ev.nmr.scratch();
-    let a = ev.analyse(y, f0, &mut s)?;
-    let r = ev.metrics(f0, &a, None, &mut s)?;
+    let r = tone_result(&an, &an.analyse_tone(y, f0)?, None)?;
     Ok((r.metrics, r.harmonic_amplitudes))
 }
 
@@ -321,7 +260,7 @@ pub fn compare_sine_set(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<(SineSetReport, SineSetReport)> {
-    let ev = Evaluator::new(fs)?;
+    let an = SineSetAnalyzer::new(fs)?;
     let done = AtomicUsize::new(0);
     let (mut t, mut s) = (Vec::new(), Vec::new());
     for chunk in tones.chunks(CHUNK) {
@@ -331,14 +270,11 @@ pub fn compare_sine_set(
             .par_iter()
             .enumerate()
             .map(|(i, tone)| {
-                let mut sc = ev.nmr.scratch();
-                let at = ev.analyse(&yts[i], tone.tone.f0, &mut sc)?;
-                let as_ = ev.analyse(&yss[i], tone.tone.f0, &mut sc)?;
+                let at = an.analyse_tone(&yts[i], tone.tone.f0)?;
+                let as_ = an.analyse_tone(&yss[i], tone.tone.f0)?;
                 let r = (
-                    ev.metrics(tone.tone.f0, &at, Some(&at), &mut sc)?
-                        .with(*tone),
-                    ev.metrics(tone.tone.f0, &as_, Some(&at), &mut sc)?
-                        .with(*tone),
+                    tone_result(&an, &at, Some(&at))?.with(*tone),
+                    tone_result(&an, &as_, Some(&at))?.with(*tone),
                 );
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                 Ok(r)
@@ -359,10 +295,10 @@ pub fn compare_sine_set(
 mod tests {
     use super::*;
 
-    /// The evaluator composes the metric functions exactly as
-    /// [`SineSetAnalyzer::tone_metrics`] does.
+    /// Analysing each output once gives exactly the metrics of
+    /// [`SineSetAnalyzer::tone_metrics`].
     #[test]
-    fn evaluator_matches_tone_metrics() {
+    fn analysing_once_matches_tone_metrics() {
         let fs = 44_100.0;
         let f0 = 1234.5;
         let clip = |g: f64| -> Vec<f64> {
@@ -373,11 +309,9 @@ mod tests {
         let (y, yt) = (clip(4.0), clip(3.0));
         let an = SineSetAnalyzer::new(fs).unwrap();
         let want = an.tone_metrics(&y, f0, Some(&yt)).unwrap();
-        let ev = Evaluator::new(fs).unwrap();
-        let mut s = ev.nmr.scratch();
-        let a = ev.analyse(&y, f0, &mut s).unwrap();
-        let at = ev.analyse(&yt, f0, &mut s).unwrap();
-        let got = ev.metrics(f0, &a, Some(&at), &mut s).unwrap();
+        let a = an.analyse_tone(&y, f0).unwrap();
+        let at = an.analyse_tone(&yt, f0).unwrap();
+        let got = tone_result(&an, &a, Some(&at)).unwrap();
         assert_eq!(got.metrics, want);
         let (m, h) = analyze_tone(&y, fs, f0).unwrap();
         assert_eq!(m.esr_s, want.esr_s);

@@ -6,7 +6,7 @@
 //! per-tone dB values, labelled.
 
 use super::esr::{esr, hesr};
-use super::nmr::Nmr;
+use super::nmr::{Nmr, NmrReference};
 use crate::dsp::harmonics::{HarmonicAnalyzer, Harmonics};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -96,29 +96,59 @@ impl SineSetAnalyzer {
         Ok((&y[y.len() - self.analyzer.len()..], h, clean))
     }
 
-    /// Metrics of one tone's output `y` (at least N samples), optionally against the teacher's
-    /// output for the same tone.
-    pub fn tone_metrics(&self, y: &[f64], f0: f64, teacher: Option<&[f64]>) -> Result<ToneMetrics> {
-        let (seg, h, clean) = self.analyze(y, f0)?;
+    /// Analyses one output once: its last second, harmonics, alias-free version and NMR
+    /// reference, so that it can serve as its own reference (-S metrics) and as a teacher's
+    /// (-T metrics of any number of students) without being analysed again.
+    pub fn analyse_tone(&self, y: &[f64], f0: f64) -> Result<AnalysedTone> {
+        let (seg, harmonics, clean) = self.analyze(y, f0)?;
+        let reference = self.nmr.reference(&clean, &mut self.nmr.scratch())?;
+        Ok(AnalysedTone {
+            seg: seg.to_vec(),
+            harmonics,
+            clean,
+            reference,
+        })
+    }
+
+    /// ESR-S/NMR-S of an analysed output and, with `teacher`, its -T metrics against the
+    /// teacher's alias-free output (a teacher against itself: -T = -S, HESR-T = 0).
+    pub fn metrics(&self, a: &AnalysedTone, teacher: Option<&AnalysedTone>) -> Result<ToneMetrics> {
         let mut s = self.nmr.scratch();
-        let r = self.nmr.reference(&clean, &mut s)?;
         let mut m = ToneMetrics {
-            f0,
-            esr_s: esr(seg, &clean),
-            nmr_s: self.nmr.nmr(&r, seg, &mut s)?,
+            f0: a.harmonics.f0,
+            esr_s: esr(&a.seg, &a.clean),
+            nmr_s: self.nmr.nmr(&a.reference, &a.seg, &mut s)?,
             esr_t: None,
             nmr_t: None,
             hesr_t: None,
         };
-        if let Some(yt) = teacher {
-            let (_, ht, clean_t) = self.analyze(yt, f0)?;
-            let rt = self.nmr.reference(&clean_t, &mut s)?;
-            m.esr_t = Some(esr(seg, &clean_t));
-            m.nmr_t = Some(self.nmr.nmr(&rt, seg, &mut s)?);
-            m.hesr_t = Some(hesr(&h.magnitudes(), &ht.magnitudes())?);
+        if let Some(t) = teacher {
+            m.esr_t = Some(esr(&a.seg, &t.clean));
+            m.nmr_t = Some(self.nmr.nmr(&t.reference, &a.seg, &mut s)?);
+            m.hesr_t = Some(hesr(&a.harmonics.magnitudes(), &t.harmonics.magnitudes())?);
         }
         Ok(m)
     }
+
+    /// Metrics of one tone's output `y` (at least N samples), optionally against the teacher's
+    /// output for the same tone.
+    pub fn tone_metrics(&self, y: &[f64], f0: f64, teacher: Option<&[f64]>) -> Result<ToneMetrics> {
+        let a = self.analyse_tone(y, f0)?;
+        let t = teacher.map(|yt| self.analyse_tone(yt, f0)).transpose()?;
+        self.metrics(&a, t.as_ref())
+    }
+}
+
+/// One output analysed by [`SineSetAnalyzer::analyse_tone`].
+#[derive(Clone, Debug)]
+pub struct AnalysedTone {
+    /// The analysed last second of the output.
+    pub seg: Vec<f64>,
+    /// Its harmonics (eqs. 6–10, 12).
+    pub harmonics: Harmonics,
+    /// Its alias-free version (eq. 11).
+    pub clean: Vec<f64>,
+    reference: NmrReference,
 }
 
 /// Sine-set metrics (paper Table 1 columns ESR/NMR -S and -T, HESR-T) of model `outputs` for

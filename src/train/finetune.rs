@@ -29,7 +29,7 @@ use super::adam::{Adam, AdamConfig};
 use super::checkpoint::{Checkpoint, RngState, CHECKPOINT_VERSION};
 use crate::dsp::harmonics::HarmonicAnalyzer;
 use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator};
-use crate::loss::metrics::SineSetAnalyzer;
+use crate::loss::metrics::{AnalysedTone, SineSetAnalyzer};
 use crate::loss::{BatchLoss, FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
 use crate::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
 use crate::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
@@ -235,10 +235,11 @@ enum BatchEnd {
     StepLimit,
 }
 
-/// Validation set: a subset of the evaluation sine set and the teacher's outputs on it.
+/// Validation set: a subset of the evaluation sine set and the teacher's outputs on it,
+/// analysed once (its alias-free outputs are the references of every validation).
 struct Validation {
     tones: Vec<EvalTone>,
-    teacher_out: Vec<Vec<f64>>,
+    teacher: Vec<AnalysedTone>,
     analyzer: SineSetAnalyzer,
     fs: f64,
 }
@@ -251,11 +252,16 @@ impl Validation {
             .collect();
         let len = eval_tone_len(fs);
         let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.tone.render(fs, len)).collect();
-        let teacher_out = teacher.process_batch(&inputs);
+        let analyzer = SineSetAnalyzer::new(fs)?;
+        let teacher = tones
+            .par_iter()
+            .zip(teacher.process_batch(&inputs))
+            .map(|(t, y)| analyzer.analyse_tone(&y, t.tone.f0))
+            .collect::<Result<_>>()?;
         Ok(Validation {
             tones,
-            teacher_out,
-            analyzer: SineSetAnalyzer::new(fs)?,
+            teacher,
+            analyzer,
             fs,
         })
     }
@@ -271,9 +277,12 @@ impl Validation {
         let per_tone: Vec<_> = self
             .tones
             .par_iter()
-            .zip(&self.teacher_out)
+            .zip(&self.teacher)
             .zip(&outputs)
-            .map(|((t, yt), y)| self.analyzer.tone_metrics(y, t.tone.f0, Some(yt)))
+            .map(|((t, at), y)| {
+                let a = self.analyzer.analyse_tone(y, t.tone.f0)?;
+                self.analyzer.metrics(&a, Some(at))
+            })
             .collect::<Result<_>>()?;
         let n = per_tone.len() as f64;
         let db = |v: f64| 10.0 * v.max(1e-30).log10();
