@@ -13,7 +13,7 @@ use crate::eval::report::{measure_json, tones_csv};
 use crate::eval::sine_set::{measure_tones, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
 use crate::eval::SineSetReport;
 use crate::loss::metrics::SineSetAnalyzer;
-use crate::Model;
+use crate::ModelFile;
 
 /// Arguments of `dealias measure`.
 #[derive(Debug, clap::Args)]
@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn write_outputs(
     dir: &Path,
-    model: &Model,
+    model: &ModelFile,
     fs: f64,
     opts: RunOptions,
     report: &SineSetReport,
