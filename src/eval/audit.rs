@@ -372,6 +372,12 @@ pub fn audit_html(items: &[AuditItem]) -> String {
         match item {
             AuditItem::Measured(e) => {
                 let lv = |i: usize| e.per_level.get(i).map_or(f64::NAN, |x| x.2);
+                let worst = format!(
+                    "{} @ {} dBFS: {:.1} dB",
+                    note_name(e.worst.0),
+                    e.worst.1,
+                    e.worst.3
+                );
                 rows.push_str(&format!(
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                     rank + 1,
@@ -385,7 +391,7 @@ pub fn audit_html(items: &[AuditItem]) -> String {
                     lv(2),
                     e.audible_tones,
                     e.audible_from_midi.map_or("-".into(), note_name),
-                    format!("{} @ {} dBFS: {:.1} dB", note_name(e.worst.0), e.worst.1, e.worst.3),
+                    worst,
                     curves_svg(e),
                 ));
             }
