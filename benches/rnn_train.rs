@@ -40,6 +40,7 @@ fn net(cell: Cell) -> Rnn {
         head_weight: u(HIDDEN, s),
         head_bias: Some(u(1, s)),
         skip: true,
+        knobs: vec![],
     }
 }
 

@@ -36,7 +36,7 @@ pub enum PrecisionArg {
 /// Arguments of `dealias finetune`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model to anti-alias (.nam or GuitarML .json); it is never modified.
+    /// The model to anti-alias (.nam, GuitarML or AIDA-X .json); it is never modified.
     pub model: PathBuf,
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.
     #[arg(short, long)]

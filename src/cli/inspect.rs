@@ -7,7 +7,7 @@ use serde_json::Value;
 /// Arguments of `dealias inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model file (.nam or GuitarML .json).
+    /// The model file (.nam, GuitarML or AIDA-X .json).
     pub model: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -17,7 +17,11 @@ pub struct Args {
 /// Runs `dealias inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = crate::load_model(&args.model)?;
-    let d = crate::formats::describe(&model);
+    let mut d = crate::formats::describe(&model);
+    // AIDA-X files carry input_batch -> output_batch test vectors: how well they reproduce.
+    if let Some(e) = crate::formats::test_vector_error(&model)? {
+        d["test_vector_error"] = e.into();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -41,6 +45,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(s) = d["state_size"].as_u64() {
         println!("state size:      {s} values");
+    }
+    if let Some(e) = d["test_vector_error"].as_f64() {
+        println!("test vectors:    reproduced to {e:.1e} of their peak (bare network, knobs at 0)");
     }
     println!("settings:");
     print_value(&d["settings"], 2);

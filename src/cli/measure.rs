@@ -18,7 +18,7 @@ use crate::Model;
 /// Arguments of `dealias measure`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model file (.nam or GuitarML .json).
+    /// The model file (.nam, GuitarML or AIDA-X .json).
     pub model: PathBuf,
     /// Oversampling factor: 2 gives the paper's ESR-S-OS2/NMR-S-OS2 baseline (sec. 4.4).
     #[arg(long, default_value_t = 1, value_name = "M")]

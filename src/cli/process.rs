@@ -15,7 +15,7 @@ pub enum Precision {
 /// Arguments of `dealias process`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model file (.nam or GuitarML .json).
+    /// The model file (.nam, GuitarML or AIDA-X .json).
     pub model: PathBuf,
     /// Input WAV (16/24/32-bit int or 32/64-bit float).
     pub input: PathBuf,

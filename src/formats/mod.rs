@@ -1,4 +1,6 @@
-//! Model files ⇄ model values: Neural Amp Modeler `.nam` and GuitarML JSON.
+//! Model files ⇄ model values: Neural Amp Modeler `.nam`, GuitarML JSON and AIDA-X
+//! (RTNeural) JSON. Other formats of the GuitarML family are recognised and refused by name
+//! ([`legacy`]).
 //!
 //! Loading keeps the whole JSON document in [`Source`], so that saving rewrites only the
 //! weights that changed (and adds a note in the metadata) and preserves everything else, key
@@ -10,8 +12,10 @@
 //! setting or tensor at fault, and so that sizes are checked against the weight count before
 //! anything is allocated.
 
+mod aidax;
 mod guitarml;
 pub(crate) mod json;
+mod legacy;
 mod nam;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +32,8 @@ pub enum Format {
     Nam,
     /// GuitarML / Automated-GuitarAmpModelling JSON (`model_data` + `state_dict`).
     GuitarMl,
+    /// AIDA-X / RTNeural JSON (`in_shape` + `layers`).
+    AidaX,
 }
 
 impl Format {
@@ -36,6 +42,16 @@ impl Format {
         match self {
             Format::Nam => "Neural Amp Modeler (.nam)",
             Format::GuitarMl => "GuitarML JSON",
+            Format::AidaX => "AIDA-X (RTNeural JSON)",
+        }
+    }
+
+    /// The sample rate the format's plugins run a model at when the file states none
+    /// (GuitarML 44.1 kHz, NAM and AIDA-X 48 kHz).
+    pub fn default_rate(self) -> f64 {
+        match self {
+            Format::GuitarMl => 44100.0,
+            Format::Nam | Format::AidaX => 48000.0,
         }
     }
 }
@@ -100,6 +116,8 @@ pub fn detect_format(document: &Value) -> Option<Format> {
         Some(Format::Nam)
     } else if o.contains_key("state_dict") || o.contains_key("model_data") {
         Some(Format::GuitarMl)
+    } else if o.contains_key("in_shape") && o.contains_key("layers") {
+        Some(Format::AidaX)
     } else {
         None
     }
@@ -107,11 +125,15 @@ pub fn detect_format(document: &Value) -> Option<Format> {
 
 /// Builds a model from a parsed document.
 pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result<Model> {
+    if let Some(m) = legacy::unsupported(&document) {
+        return Err(file_error(path, m));
+    }
     let format = detect_format(&document).ok_or_else(|| {
         file_error(
             path,
             "unknown model format: neither a Neural Amp Modeler file (\"architecture\", \"config\", \
-             \"weights\") nor a GuitarML file (\"model_data\", \"state_dict\")",
+             \"weights\"), a GuitarML file (\"model_data\", \"state_dict\") nor an AIDA-X / \
+             RTNeural file (\"in_shape\", \"layers\")",
         )
     })?;
     let (network, sample_rate, notices) =
@@ -142,7 +164,22 @@ fn parse_network(
             let p = guitarml::parse(document)?;
             Ok((p.network, p.sample_rate, Vec::new()))
         }
+        Format::AidaX => {
+            let p = aidax::parse(document)?;
+            Ok((p.network, p.sample_rate, p.notices))
+        }
     }
+}
+
+/// For an AIDA-X file with `input_batch` / `output_batch` test vectors: the largest error of
+/// the model's network on them, relative to their peak (the vectors are of the bare network,
+/// without the file's gains, at knob values 0). `None` for other files.
+pub fn test_vector_error(model: &Model) -> Result<Option<f64>> {
+    if model.source.format != Format::AidaX {
+        return Ok(None);
+    }
+    aidax::vector_error(&model.network, &model.source.document)
+        .map_err(|m| file_error(model.source.path.as_deref(), m))
 }
 
 /// Saves a model in the format it was loaded from (see [`save_model_with_note`]).
@@ -181,6 +218,7 @@ pub fn to_document(model: &Model, note: Option<Value>) -> Result<Value> {
     let changed = match src.format {
         Format::Nam => nam::write(&model.network, &original, &mut doc),
         Format::GuitarMl => guitarml::write(&model.network, &original, &mut doc),
+        Format::AidaX => aidax::write(&model.network, &original, &mut doc),
     }
     .map_err(err)?;
     let rate_changed = model.sample_rate != original_rate;
@@ -207,6 +245,7 @@ pub fn to_document(model: &Model, note: Option<Value>) -> Result<Value> {
                     md.insert("sample_rate".into(), rate);
                 }
             }
+            Format::AidaX => aidax::write_rate(&mut doc, rate),
         }
     }
     if changed == 0 && !rate_changed && note.is_none() {
@@ -238,7 +277,9 @@ pub fn to_document(model: &Model, note: Option<Value>) -> Result<Value> {
                 .expect("just made an object")
                 .insert("dealias".into(), Value::Object(record));
         }
-        Format::GuitarMl => {
+        // The plugins read only their own keys; AIDA-X shows `metadata` strings, so the
+        // record goes to the top level there too.
+        Format::GuitarMl | Format::AidaX => {
             top.insert("dealias".into(), Value::Object(record));
         }
     }
@@ -280,6 +321,7 @@ pub fn describe(model: &Model) -> Value {
             "recurrent_bias": r.layers[0].b_ih.is_some(),
             "head_bias": r.head_bias.is_some(),
             "learned_initial_state": r.layers[0].initial_hidden.is_some(),
+            "knobs": r.num_knobs(),
         }),
         Network::Linear(l) => json!({
             "taps": l.weights.len(),
@@ -303,6 +345,13 @@ pub fn describe(model: &Model) -> Value {
     let metadata = match model.source.format {
         Format::Nam => doc.get("metadata").cloned(),
         Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
+        Format::AidaX => {
+            let mut md = doc.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let (Some(d), Some(o)) = (doc.get("dealias"), md.as_object_mut()) {
+                o.insert("dealias".into(), d.clone());
+            }
+            Some(md)
+        }
     };
     json!({
         "path": model.source.path.as_ref().map(|p| p.display().to_string()),
