@@ -96,6 +96,45 @@ pub(crate) fn load_with_rate(
     Ok((model, fs))
 }
 
+/// The `--knobs` option of the commands that run a model.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KnobArgs {
+    /// Knob values of a knob-conditioned model (Proteus / NeuralPi "...Knob" captures, AIDA-X
+    /// models with 2-3 inputs), comma-separated, in the plugins' range 0..1. Default: 0.
+    #[arg(
+        long,
+        value_name = "A[,B]",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub knobs: Vec<f64>,
+}
+
+/// Sets a conditioned model's knobs from `--knobs`, or says which values it runs at; refuses
+/// `--knobs` that do not fit the model.
+pub(crate) fn apply_knobs(
+    model: &mut crate::Model,
+    knobs: &[f64],
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let n = model.network.num_knobs();
+    if knobs.is_empty() {
+        if n > 0 {
+            notice(&format!(
+                "{} is conditioned on {n} knob(s); running at {:?} (set them with --knobs)",
+                path.display(),
+                model.network.knobs()
+            ));
+        }
+        return Ok(());
+    }
+    model
+        .network
+        .set_knobs(knobs)
+        .with_context(|| format!("--knobs for {}", path.display()))
+}
+
 /// Prints a notice (something the user should know that is not an error).
 pub(crate) fn notice(msg: &str) {
     eprintln!("note: {msg}");

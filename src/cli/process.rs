@@ -27,6 +27,8 @@ pub struct Args {
     /// Channel of a multichannel input to use (0 = left).
     #[arg(long, value_name = "N")]
     pub channel: Option<usize>,
+    #[command(flatten)]
+    pub knobs: super::KnobArgs,
 }
 
 /// Runs `dealias process`.
@@ -38,10 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.output.display()
         );
     }
-    let model = crate::load_model(&args.model)?;
+    let mut model = crate::load_model(&args.model)?;
     for n in &model.source.notices {
         super::notice(n);
     }
+    super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;
     let audio = crate::audio::read_mono(&args.input, args.channel)?;
     if let Some(w) = audio.clipping_warning() {
         eprintln!("warning: {}: {w}", args.input.display());

@@ -346,6 +346,30 @@ impl Network {
         Ok(())
     }
 
+    /// Every combination of `points` evenly spaced values over the knob range 0..1 for each
+    /// knob (`points^K` settings; one empty setting for an unconditioned network).
+    pub fn knob_grid(&self, points: usize) -> Vec<Vec<f64>> {
+        let values: Vec<f64> = match points {
+            0 => vec![],
+            1 => vec![0.5],
+            n => (0..n).map(|i| i as f64 / (n - 1) as f64).collect(),
+        };
+        let mut grid = vec![vec![]];
+        for _ in 0..self.num_knobs() {
+            grid = grid
+                .into_iter()
+                .flat_map(|g: Vec<f64>| {
+                    values.iter().map(move |&v| {
+                        let mut g = g.clone();
+                        g.push(v);
+                        g
+                    })
+                })
+                .collect();
+        }
+        grid
+    }
+
     /// Checks that every weight is finite; names the first one that is not.
     pub fn check_finite(&self) -> crate::Result<()> {
         match self.params().iter().position(|v| !v.is_finite()) {
