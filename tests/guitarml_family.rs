@@ -275,3 +275,102 @@ fn knob_values_are_checked() {
         .to_string()
         .contains("no knob inputs"));
 }
+
+fn dealias(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `process --knobs` runs a conditioned model at the given knob values (PyTorch reference);
+/// a wrong number of values is an error naming the option.
+#[test]
+fn cli_process_with_knobs() {
+    let c = cases()
+        .into_iter()
+        .find(|c| c.model.starts_with("aidax_lstm8x1_noskip_knobs1"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = read_f64(&c.dir.join("input.f64"));
+    let wav = dir.path().join("in.wav");
+    let x32: Vec<f32> = input.iter().map(|&v| v as f32).collect();
+    dealias::audio::write_f32(&wav, &x32, 48000).unwrap();
+    let out = dir.path().join("out.wav");
+    let model = c.dir.join(&c.model);
+    let knobs = format!("{}", c.knobs[0]);
+    let o = dealias(&[
+        "process",
+        model.to_str().unwrap(),
+        wav.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--knobs",
+        &knobs,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y: Vec<f64> = dealias::audio::read_mono(&out, None).unwrap().samples;
+    let reference = read_f64(&c.dir.join("output.f64"));
+    // The input and output WAVs hold f32 samples; the model runs in f64.
+    let (e, _) = errors(&y, &reference);
+    assert!(e < 1e-6, "process --knobs: {e:e}");
+    let o = dealias(&[
+        "process",
+        model.to_str().unwrap(),
+        wav.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--knobs",
+        "0.1,0.2",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--knobs") && err.contains("1 knob input(s)"),
+        "{err}"
+    );
+}
+
+/// `finetune` on an AIDA-X model writes an AIDA-X student that loads and reproduces its own
+/// (recomputed) test vectors.
+#[test]
+fn cli_finetune_writes_an_aidax_student() {
+    let c = cases()
+        .into_iter()
+        .find(|c| c.model.starts_with("aidax_gru6x1_skip_knobs2"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("student.json");
+    // At 16 kHz (a copy with that rate) the run and its final sine-set summary take seconds.
+    let mut doc = parse_file(&c.dir.join(&c.model));
+    doc["metadata"]["samplerate"] = Value::from("16000");
+    let model = dir.path().join("teacher.json");
+    std::fs::write(&model, doc.to_string()).unwrap();
+    let o = dealias(&[
+        "finetune",
+        "--pre-emphasis",
+        "none",
+        "--frame-seconds",
+        "0.25",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--tones-per-epoch",
+        "2",
+        "--validation-stride",
+        "44",
+        "--validation-knob-points",
+        "2",
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let student = load_model(&out).unwrap();
+    assert_eq!(student.source.format, Format::AidaX);
+    let e = test_vector_error(&student).unwrap().unwrap();
+    assert!(e < 2e-7, "student's vectors {e:e}");
+    let doc = parse_file(&out);
+    assert!(doc["dealias"]["changed_values"].as_u64().unwrap() > 0);
+}
