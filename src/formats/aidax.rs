@@ -327,8 +327,11 @@ fn bare_output(rnn: &Rnn, ch: &Chain, x: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// A file's test vectors: `input_batch` and `output_batch`.
+type Vectors = (Vec<f64>, Vec<f64>);
+
 /// The test vectors of a document, when it has both and they have equal lengths.
-fn vectors(top: &Map<String, Value>) -> Result<Option<(Vec<f64>, Vec<f64>)>, String> {
+fn vectors(top: &Map<String, Value>) -> Result<Option<Vectors>, String> {
     match (top.get("input_batch"), top.get("output_batch")) {
         (Some(i), Some(o)) if !i.is_null() && !o.is_null() => {
             let x = json::numbers(i, "input_batch")?;
