@@ -474,7 +474,13 @@ pub(crate) fn write(net: &Network, original: &Network, doc: &mut Value) -> Resul
     }
     if changed > 0 {
         if let Some((x, _)) = vectors(top)? {
-            let y = bare_output(a, &ch, &x);
+            // The vectors describe the file: the network as written (weights rounded to f32,
+            // gains divided out), read back.
+            let Network::Rnn(written) = parse(doc)?.network else {
+                unreachable!("AIDA-X files hold recurrent networks")
+            };
+            let y = bare_output(&written, &ch, &x);
+            let top = doc.as_object_mut().ok_or("the document is not an object")?;
             top.insert(
                 "output_batch".into(),
                 Value::Array(y.into_iter().map(json::weight_value).collect()),
