@@ -66,7 +66,7 @@ fn changed_weights_are_written_as_f32_and_noted() {
         let saved = load_model(&out).unwrap();
         let q = saved.network.params();
         let n = q.len();
-        let aidax = model.source.format == dealias::Format::AidaX;
+        let aidax = model.format == dealias::Format::AidaX;
         for (i, (a, b)) in q.iter().zip(&p).enumerate() {
             // head_scale lives in the NAM config and is written in full precision.
             let want = if saved.network.kind() == "WaveNet" && i + 1 == n {
@@ -87,7 +87,7 @@ fn changed_weights_are_written_as_f32_and_noted() {
             }
         }
         let doc = parse_file(&out);
-        let note = match model.source.format {
+        let note = match model.format {
             dealias::Format::Nam => &doc["metadata"]["dealias"],
             dealias::Format::GuitarMl | dealias::Format::AidaX => &doc["dealias"],
         };
@@ -127,7 +127,7 @@ fn small_nam() -> Value {
     parse_file(&data("reference/wavenet_tanh_gated/wavenet_tanh_gated.nam"))
 }
 
-fn load_value(v: &Value) -> Result<dealias::Model, Error> {
+fn load_value(v: &Value) -> Result<dealias::ModelFile, Error> {
     load_model_from_bytes(
         v.to_string().as_bytes(),
         Some(std::path::Path::new("x.nam")),

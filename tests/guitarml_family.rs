@@ -52,7 +52,7 @@ fn outputs_match_pytorch_at_the_given_knobs() {
         } else {
             Format::GuitarMl
         };
-        assert_eq!(model.source.format, want, "{}", c.model);
+        assert_eq!(model.format, want, "{}", c.model);
         assert_eq!(model.network.num_knobs(), c.knobs.len(), "{}", c.model);
         let input = read_f64(&c.dir.join("input.f64"));
         let reference = read_f64(&c.dir.join("output.f64"));
@@ -105,11 +105,7 @@ fn aidax_files_reproduce_their_test_vectors() {
             c.model
         );
         assert!(e < 2e-7, "{}: {e:e}", c.model);
-        assert!(
-            model.source.notices.is_empty(),
-            "{:?}",
-            model.source.notices
-        );
+        assert!(model.notices.is_empty(), "{:?}", model.notices);
         worst = worst.max(e);
     }
     println!("worst test-vector error {worst:.2e}");
@@ -166,7 +162,7 @@ fn aidax_student_keeps_the_schema_and_new_vectors() {
         assert_eq!(s["dealias"]["note"], "student");
         assert_eq!(s.len(), o.len() + 1, "{}: only the note is added", c.model);
         let again = load_model(&out).unwrap();
-        assert_eq!(again.source.format, Format::AidaX);
+        assert_eq!(again.format, Format::AidaX);
         let e = test_vector_error(&again).unwrap().unwrap();
         assert!(e < 2e-7, "{}: recomputed vectors {e:e}", c.model);
     }
@@ -209,9 +205,9 @@ fn aidax_errors_name_the_setting() {
     v["output_batch"][200] = Value::from(5.0);
     let m = load_model_from_bytes(v.to_string().as_bytes(), None).unwrap();
     assert!(
-        m.source.notices.iter().any(|n| n.contains("test vectors")),
+        m.notices.iter().any(|n| n.contains("test vectors")),
         "{:?}",
-        m.source.notices
+        m.notices
     );
 }
 
@@ -368,7 +364,7 @@ fn cli_finetune_writes_an_aidax_student() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let student = load_model(&out).unwrap();
-    assert_eq!(student.source.format, Format::AidaX);
+    assert_eq!(student.format, Format::AidaX);
     let e = test_vector_error(&student).unwrap().unwrap();
     assert!(e < 2e-7, "student's vectors {e:e}");
     let doc = parse_file(&out);

@@ -158,7 +158,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot start the worker threads")?;
     let config = FinetuneConfig {
         seed: args.seed,
-        sample_rate: fs,
         tones_per_epoch: args.tones_per_epoch,
         batch_size: args.batch_size,
         tone_seconds: args.tone_seconds,
@@ -206,7 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let (outcome, teacher) = pool.install(|| -> anyhow::Result<_> {
-        let mut tuner = Finetuner::new(&model.network, config.clone())?;
+        let mut tuner = Finetuner::new(&model.network, fs, config.clone())?;
         if args.resume {
             let ck = Checkpoint::load(&checkpoint_path)?;
             tuner.resume(&ck)?;
@@ -309,7 +308,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn report_and_save(
     args: &Args,
-    model: &crate::Model,
+    model: &crate::ModelFile,
     teacher: &crate::Network,
     outcome: &FinetuneOutcome,
     output: &Path,

@@ -13,7 +13,7 @@ use crate::eval::report::{measure_json, tones_csv};
 use crate::eval::sine_set::{measure_tones, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
 use crate::eval::SineSetReport;
 use crate::loss::metrics::SineSetAnalyzer;
-use crate::Model;
+use crate::ModelFile;
 
 /// Arguments of `dealias measure`.
 #[derive(Debug, clap::Args)]
@@ -142,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// `measure --knob-grid N`: the sine-set metrics at every knob setting of the grid.
 fn measure_grid(
     args: &Args,
-    model: &mut Model,
+    model: &mut ModelFile,
     fs: f64,
     opts: RunOptions,
     tones: &[crate::dsp::tones::EvalTone],
@@ -218,7 +218,7 @@ fn measure_grid(
 
 fn write_outputs(
     dir: &Path,
-    model: &Model,
+    model: &ModelFile,
     fs: f64,
     opts: RunOptions,
     report: &SineSetReport,

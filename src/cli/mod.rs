@@ -59,15 +59,15 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads a model and decides the sample rate to run it at: the rate the file states, else
-/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM 48 kHz),
+/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM and AIDA-X 48 kHz),
 /// with a notice whenever the rate was not stated. An override that contradicts the file's
 /// rate is an error (dealias never resamples a model silently).
 pub(crate) fn load_with_rate(
     path: &std::path::Path,
     override_rate: Option<f64>,
-) -> anyhow::Result<(crate::Model, f64)> {
+) -> anyhow::Result<(crate::ModelFile, f64)> {
     let model = crate::load_model(path)?;
-    for n in &model.source.notices {
+    for n in &model.notices {
         notice(n);
     }
     let fs = match (model.sample_rate, override_rate) {
@@ -88,7 +88,7 @@ pub(crate) fn load_with_rate(
             notice(&format!(
                 "{} states no sample rate; using {rate} Hz, the {} default (set it with --rate)",
                 path.display(),
-                model.source.format.name()
+                model.format.name()
             ));
             rate
         }
@@ -113,7 +113,7 @@ pub struct KnobArgs {
 /// Sets a conditioned model's knobs from `--knobs`, or says which values it runs at; refuses
 /// `--knobs` that do not fit the model.
 pub(crate) fn apply_knobs(
-    model: &mut crate::Model,
+    model: &mut crate::ModelFile,
     knobs: &[f64],
     path: &std::path::Path,
 ) -> anyhow::Result<()> {

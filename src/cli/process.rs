@@ -41,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let mut model = crate::load_model(&args.model)?;
-    for n in &model.source.notices {
+    for n in &model.notices {
         super::notice(n);
     }
     super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;

@@ -39,7 +39,7 @@ use crate::loss::{BatchLoss, FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
 use crate::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
 use crate::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
 use crate::models::{cast_vec, Network, Real};
-use crate::{Error, Result};
+use crate::{Error, ModelFile, Result};
 
 /// Arithmetic precision of the student during training (the teacher and the loss are f64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -55,7 +55,6 @@ pub enum Precision {
 #[derive(Clone, Debug)]
 pub struct FinetuneConfig {
     pub seed: u64,
-    pub sample_rate: f64,
     pub tones_per_epoch: usize,
     pub batch_size: Option<usize>,
     pub tone_seconds: Option<f64>,
@@ -85,7 +84,6 @@ impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
             seed: 0,
-            sample_rate: 44100.0,
             tones_per_epoch: 1600,
             batch_size: None,
             tone_seconds: None,
@@ -124,9 +122,8 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Resolves `config` for `net`.
-    pub fn new(net: &Network, config: &FinetuneConfig) -> Result<Self> {
-        let fs = config.sample_rate;
+    /// Resolves `config` for `net` at sample rate `fs`.
+    pub fn new(net: &Network, fs: f64, config: &FinetuneConfig) -> Result<Self> {
         if !(fs > 0.0 && fs.fract() == 0.0 && (fs as u64).is_multiple_of(2)) {
             return Err(Error::InvalidArgument(format!(
                 "fine-tuning needs an even integer sample rate (the analysis length is fs), got {fs}"
@@ -349,6 +346,8 @@ struct Batch {
 
 /// A fine-tuning run in progress.
 pub struct Finetuner {
+    /// The rate the teacher was trained at; tones, analysis and the loss use it.
+    sample_rate: f64,
     teacher: Network,
     student: Network,
     config: FinetuneConfig,
@@ -369,12 +368,21 @@ pub struct Finetuner {
 }
 
 impl Finetuner {
-    /// Starts a run: the student is a copy of `teacher`.
-    pub fn new(teacher: &Network, config: FinetuneConfig) -> Result<Self> {
+    /// Starts a run on a model file: the student is a copy of its network, trained at the
+    /// rate the file states or, when it states none, its format's plugins' rate
+    /// ([`ModelFile::rate_or_default`]).
+    pub fn for_file(teacher: &ModelFile, config: FinetuneConfig) -> Result<Self> {
+        Self::new(&teacher.network, teacher.rate_or_default().0, config)
+    }
+
+    /// Starts a run at sample rate `sample_rate` (the rate the teacher was trained at): the
+    /// student is a copy of `teacher`.
+    pub fn new(teacher: &Network, sample_rate: f64, config: FinetuneConfig) -> Result<Self> {
         teacher.check_finite()?;
-        let schedule = Schedule::new(teacher, &config)?;
-        let fs = config.sample_rate;
+        let fs = sample_rate;
+        let schedule = Schedule::new(teacher, fs, &config)?;
         Ok(Finetuner {
+            sample_rate: fs,
             student: teacher.clone(),
             loss: FineTuneLoss::new(fs, config.weights, config.pre_emphasis)?,
             analyzer: HarmonicAnalyzer::new(schedule.analysed, fs)?,
@@ -385,7 +393,7 @@ impl Finetuner {
                 config.validation_knob_points,
             )?,
             adam: Adam::new(teacher.num_params(), config.adam),
-            tones: ToneGenerator::new(config.seed).below(0.45 * config.sample_rate),
+            tones: ToneGenerator::new(config.seed).below(0.45 * fs),
             teacher: teacher.clone(),
             schedule,
             config,
@@ -424,7 +432,7 @@ impl Finetuner {
         format!(
             "seed={} fs={} tones={} sched={:?} w={:?} pre={:?} adam={:?} prec={:?} threads={} val={}{} teacher={:e}/{}",
             c.seed,
-            c.sample_rate,
+            self.sample_rate,
             c.tones_per_epoch,
             self.schedule,
             c.weights,
@@ -477,8 +485,7 @@ impl Finetuner {
         }
         self.student.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
-        self.tones =
-            ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.config.sample_rate);
+        self.tones = ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.sample_rate);
         self.step = ck.step;
         self.epoch = ck.epoch;
         self.batch_in_epoch = ck.batch_in_epoch;
@@ -505,7 +512,7 @@ impl Finetuner {
 
     /// Draws the next batch of tones and builds their alias-free teacher targets.
     fn next_batch(&mut self) -> Result<Batch> {
-        let fs = self.config.sample_rate;
+        let fs = self.sample_rate;
         let tones: Vec<Tone> = self.tones.tones(self.schedule.batch);
         // Conditioned models: every tone at its own random knob setting.
         let nk = self.teacher.num_knobs();
@@ -952,12 +959,11 @@ mod tests {
             .unwrap()
             .network;
         let config = FinetuneConfig {
-            sample_rate: 16000.0,
             pre_emphasis: PreEmphasis::None,
             validation_stride: 88,
             ..FinetuneConfig::default()
         };
-        let mut t = Finetuner::new(&net, config).unwrap();
+        let mut t = Finetuner::new(&net, 16000.0, config).unwrap();
         let before = t.student.params();
         let target: Vec<f64> = (0..4096).map(|i| (i as f64 * 0.05).sin()).collect();
         let pred = vec![0.0; 4096];
@@ -986,13 +992,12 @@ mod tests {
             .unwrap()
             .network;
         let config = FinetuneConfig {
-            sample_rate: 16000.0,
             pre_emphasis: PreEmphasis::None,
             validation_stride: 44,
             batch_size: Some(3),
             ..FinetuneConfig::default()
         };
-        let mut t = Finetuner::new(&net, config).unwrap();
+        let mut t = Finetuner::new(&net, 16000.0, config).unwrap();
         // 2 validation tones x 3 levels x 3^2 knob settings.
         assert_eq!(t.validation.tones.len(), 2 * 3 * 9);
         let b = t.next_batch().unwrap();
