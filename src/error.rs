@@ -18,12 +18,13 @@ pub enum Error {
     /// An argument is out of range or inconsistent.
     #[error("{0}")]
     InvalidArgument(String),
-    /// An I/O failure with the path it concerns.
-    #[error("{path}: {source}")]
+    /// An I/O failure with the path it concerns. The OS error is part of the message and
+    /// deliberately not a `source()`: error reporters that print the chain (`{:#}`) would
+    /// otherwise repeat it.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Training stopped because the loss or a weight became NaN/Inf.
     #[error("{0}")]
@@ -41,7 +42,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

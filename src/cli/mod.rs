@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads a model and decides the sample rate to run it at: the rate the file states, else
-/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM 48 kHz),
+/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM and AIDA-X 48 kHz),
 /// with a notice whenever the rate was not stated. An override that contradicts the file's
 /// rate is an error (dealias never resamples a model silently).
 pub(crate) fn load_with_rate(
@@ -98,6 +98,45 @@ pub(crate) fn load_with_rate(
         }
     };
     Ok((model, fs))
+}
+
+/// The `--knobs` option of the commands that run a model.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KnobArgs {
+    /// Knob values of a knob-conditioned model (Proteus / NeuralPi "...Knob" captures, AIDA-X
+    /// models with 2-3 inputs), comma-separated, in the plugins' range 0..1. Default: 0.
+    #[arg(
+        long,
+        value_name = "A[,B]",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub knobs: Vec<f64>,
+}
+
+/// Sets a conditioned model's knobs from `--knobs`, or says which values it runs at; refuses
+/// `--knobs` that do not fit the model.
+pub(crate) fn apply_knobs(
+    model: &mut crate::ModelFile,
+    knobs: &[f64],
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let n = model.network.num_knobs();
+    if knobs.is_empty() {
+        if n > 0 {
+            notice(&format!(
+                "{} is conditioned on {n} knob(s); running at {:?} (set them with --knobs)",
+                path.display(),
+                model.network.knobs()
+            ));
+        }
+        return Ok(());
+    }
+    model
+        .network
+        .set_knobs(knobs)
+        .with_context(|| format!("--knobs for {}", path.display()))
 }
 
 /// Prints a notice (something the user should know that is not an error).
