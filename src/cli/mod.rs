@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+mod check;
 pub mod compare;
 pub mod finetune;
 pub mod inspect;
@@ -42,15 +43,15 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect(a) => inspect::run(a),
-        Command::Process(a) => process::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Process(a) => process::run(a).map(|()| ExitCode::SUCCESS),
         Command::Finetune(a) => finetune::run(a),
-        Command::Measure(a) => measure::run(a),
-        Command::Compare(a) => compare::run(a),
-        Command::Analyze(a) => analyze::run(a),
+        Command::Measure(a) => measure::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Compare(a) => compare::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
