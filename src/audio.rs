@@ -207,11 +207,8 @@ fn decode(
     let nch = f.channels as usize;
     let ch = pick_channel(channel, nch)?;
     let frames = data.len() / f.block_align;
-    crate::limits::ensure_fits(
-        frames as f64 * 8.0,
-        &format!("decoding {frames} samples"),
-    )
-    .map_err(|e| e.to_string())?;
+    crate::limits::ensure_fits(frames as f64 * 8.0, &format!("decoding {frames} samples"))
+        .map_err(|e| e.to_string())?;
     let width = f.block_align / nch;
     let sample = |i: usize| &data[i * f.block_align + ch * width..][..width];
     let (samples, format, full): (Vec<f64>, String, f64) = match f.encoding {
@@ -407,14 +404,26 @@ mod tests {
         let good = wav_bytes(1, 1, 44100, 16, &[0, 0, 1, 0]);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (Vec::new(), "is 0 bytes long, too short to be a WAV file"),
-            (good[..30].to_vec(), "the fmt chunk declares 16 bytes but the file ends after 10"),
+            (
+                good[..30].to_vec(),
+                "the fmt chunk declares 16 bytes but the file ends after 10",
+            ),
             (good[..40].to_vec(), "has no data chunk"),
-            (good[..46].to_vec(), "the data chunk declares 4 bytes of audio but only 2 follow"),
+            (
+                good[..46].to_vec(),
+                "the data chunk declares 4 bytes of audio but only 2 follow",
+            ),
             (wav_bytes(1, 1, 0, 16, &[]), "sample rate of 0 Hz"),
-            (wav_bytes(1, 1, u32::MAX / 4, 16, &[]), "the header is corrupt"),
+            (
+                wav_bytes(1, 1, u32::MAX / 4, 16, &[]),
+                "the header is corrupt",
+            ),
             (wav_bytes(1, 0, 44100, 16, &[]), "0 channels"),
             (wav_bytes(2, 1, 44100, 16, &[]), "format tag 0x0002"),
-            (wav_bytes(1, 1, 44100, 12, &[]), "unsupported 12-bit integer"),
+            (
+                wav_bytes(1, 1, 44100, 12, &[]),
+                "unsupported 12-bit integer",
+            ),
             (b"RIFX\0\0\0\0WAVE".to_vec(), "big-endian"),
             (b"OggS\0\0\0\0\0\0\0\0".to_vec(), "is not a WAV file"),
         ];

@@ -290,10 +290,7 @@ fn file_id(path: &Path) -> Result<FileId> {
             let (dir, name) = split_output(path)?;
             let dir = dir.canonicalize().map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    file_error(
-                        path,
-                        format!("the folder {} does not exist", dir.display()),
-                    )
+                    file_error(path, format!("the folder {} does not exist", dir.display()))
                 } else {
                     Error::io(&dir, e)
                 }
@@ -515,7 +512,9 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
         let is_ours = f
             .strip_prefix(&prefix)
             .and_then(|r| r.strip_suffix(&suffix))
-            .is_some_and(|mid| mid.len() == TMP_RAND && mid.chars().all(|c| c.is_ascii_alphanumeric()));
+            .is_some_and(|mid| {
+                mid.len() == TMP_RAND && mid.chars().all(|c| c.is_ascii_alphanumeric())
+            });
         if is_ours && e.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(e.path());
         }
@@ -625,8 +624,14 @@ mod tests {
             .claim()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("being written by another dealias run"), "{err}");
-        assert!(err.contains(&format!("process {}", std::process::id())), "{err}");
+        assert!(
+            err.contains("being written by another dealias run"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         assert!(!lock.exists());
         Outputs::new().output(&p, "-o").claim().unwrap();
@@ -673,7 +678,10 @@ mod tests {
         let err = read_regular_file(Path::new("/dev/zero"), 1 << 20, "model")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("is a character device, not a model file"), "{err}");
+        assert!(
+            err.contains("is a character device, not a model file"),
+            "{err}"
+        );
         let err = read_regular_file(dir.path(), 1 << 20, "model")
             .unwrap_err()
             .to_string();
@@ -681,7 +689,10 @@ mod tests {
         let err = read_regular_file(&target, 2, "model")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("is 4 bytes; a model file is read only up to 2"), "{err}");
+        assert!(
+            err.contains("is 4 bytes; a model file is read only up to 2"),
+            "{err}"
+        );
         assert_eq!(read_regular_file(&link, 4, "model").unwrap(), b"keep");
     }
 

@@ -69,7 +69,11 @@ pub fn ensure_fits(bytes: f64, what: &str) -> Result<()> {
         return Err(Error::InvalidArgument(format!(
             "{what} needs at least {} of memory, more than this machine {} ({})",
             human_bytes(bytes),
-            if measured { "has" } else { "is assumed to have" },
+            if measured {
+                "has"
+            } else {
+                "is assumed to have"
+            },
             human_bytes(mem as f64)
         )));
     }

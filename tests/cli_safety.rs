@@ -32,10 +32,17 @@ fn fails_with(args: &[&str], expect: &str) -> String {
     let o = dealias(args);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "dealias {args:?}: {e}");
-    assert!(e.contains(expect), "dealias {args:?}: expected {expect:?} in {e}");
+    assert!(
+        e.contains(expect),
+        "dealias {args:?}: expected {expect:?} in {e}"
+    );
     assert!(!e.contains("panicked"), "{e}");
     // Refused up front, not after minutes of work.
-    assert!(t0.elapsed() < Duration::from_secs(20), "{args:?} took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "{args:?} took {:?}",
+        t0.elapsed()
+    );
     e
 }
 
@@ -109,37 +116,67 @@ fn finetune_options_are_checked_up_front() {
     let m = small_model(dir.path());
     let out = dir.path().join("o.json");
     let cases: &[(&[&str], &str)] = &[
-        (&["--minutes=-1"], "--minutes -1: must be a number of minutes above 0"),
+        (
+            &["--minutes=-1"],
+            "--minutes -1: must be a number of minutes above 0",
+        ),
         (&["--minutes", "NaN"], "--minutes NaN"),
         (&["--minutes", "inf"], "--minutes inf"),
         (&["--checkpoint-minutes", "NaN"], "--checkpoint-minutes NaN"),
         (&["--checkpoint-minutes=-5"], "--checkpoint-minutes -5"),
         (&["--steps", "0"], "--steps 0: must be at least 1"),
         (&["--epochs", "0"], "--epochs 0: must be at least 1"),
-        (&["--threads", "1000000"], "--threads 1000000: must be from 1 to 1024"),
-        (&["--lr", "NaN"], "--lr: the learning rate NaN must be a finite number above 0"),
+        (
+            &["--threads", "1000000"],
+            "--threads 1000000: must be from 1 to 1024",
+        ),
+        (
+            &["--lr", "NaN"],
+            "--lr: the learning rate NaN must be a finite number above 0",
+        ),
         (&["--lr=-1"], "--lr: the learning rate -1"),
         (&["--lambda", "inf"], "--lambda: the loss weight inf"),
         (&["--tone-seconds", "NaN"], "--tone-seconds: tones of NaN s"),
-        (&["--tone-seconds", "1e9"], "needs at least 512 TB of memory, more than this machine"),
+        (
+            &["--tone-seconds", "1e9"],
+            "needs at least 512 TB of memory, more than this machine",
+        ),
         (&["--validate-every", "0"], "--validate-every 0"),
     ];
     for (extra, expect) in cases {
         fails_with(&finetune_args(s(&m), s(&out), extra), expect);
     }
-    // Settings clap parses before ours (the rate and batch size appear in QUICK).
-    let mut a = vec!["finetune", s(&m), "-o", s(&out), "--rate", "0"];
-    a.push("--quiet");
-    fails_with(&a, "--rate 0: the sample rate must be an even whole number of Hz");
-    let a = [
-        "finetune", s(&m), "-o", s(&out), "--rate", "16000", "--batch-size", "10000000",
-        "--tones-per-epoch", "10000000",
+    // Options that QUICK sets itself, given alone.
+    let bare: &[(&[&str], &str)] = &[
+        (
+            &["--rate", "0"],
+            "--rate 0: the sample rate must be an even whole number of Hz",
+        ),
+        (
+            &[
+                "--rate",
+                "16000",
+                "--batch-size",
+                "10000000",
+                "--tones-per-epoch",
+                "10000000",
+            ],
+            "--batch-size / --tone-seconds: a batch of 10000000 tones",
+        ),
+        (
+            &["--rate", "16000", "--frame-seconds", "0"],
+            "--frame-seconds: frames of 0 s",
+        ),
+        (
+            &["--rate", "16000", "--validation-stride", "0"],
+            "--validation-stride: 0 must be from 1 to 88",
+        ),
     ];
-    fails_with(&a, "--batch-size / --tone-seconds: a batch of 10000000 tones");
-    let a = ["finetune", s(&m), "-o", s(&out), "--rate", "16000", "--frame-seconds", "0"];
-    fails_with(&a, "--frame-seconds: frames of 0 s");
-    let a = ["finetune", s(&m), "-o", s(&out), "--rate", "16000", "--validation-stride", "0"];
-    fails_with(&a, "--validation-stride: 0 must be from 1 to 88");
+    for (extra, expect) in bare {
+        let mut a = vec!["finetune", s(&m), "-o", s(&out)];
+        a.extend_from_slice(extra);
+        fails_with(&a, expect);
+    }
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "only the model is there: {left:?}");
 }
@@ -157,18 +194,25 @@ fn evaluation_options_are_bounded() {
     );
     let dir = tempfile::tempdir().unwrap();
     let g = small_model(dir.path());
-    fails_with(&["measure", s(&g), "--rate", "1e9"], "more than this machine");
-    fails_with(&["measure", s(&g), "--rate", "0"], "--rate 0: the sample rate must be");
+    fails_with(
+        &["measure", s(&g), "--rate", "1e9"],
+        "more than this machine",
+    );
+    fails_with(
+        &["measure", s(&g), "--rate", "0"],
+        "--rate 0: the sample rate must be",
+    );
     fails_with(&["measure", s(&g), "--rate", "44101"], "--rate 44101");
-    fails_with(&["measure", &m, "--oversample", "0"], "--oversample 0: must be at least 1");
+    fails_with(
+        &["measure", &m, "--oversample", "0"],
+        "--oversample 0: must be at least 1",
+    );
     fails_with(
         &["compare", &m, &m, "--reference-gain-db", "NaN"],
         "--reference-gain-db NaN: must be a number from -120 to 120 dB",
     );
     let tone = dir.path().join("t.wav");
-    let x: Vec<f32> = (0..48000)
-        .map(|i| (i as f32 * 0.05).sin() * 0.5)
-        .collect();
+    let x: Vec<f32> = (0..48000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
     write_wav(&tone, 48000, &x);
     for f0 in ["1e-6", "NaN", "0"] {
         fails_with(
@@ -176,7 +220,10 @@ fn evaluation_options_are_bounded() {
             "the fundamental must be a finite frequency of at least 20 Hz",
         );
     }
-    fails_with(&["analyze", s(&tone), "--f0", "30000"], "below half the sample rate");
+    fails_with(
+        &["analyze", s(&tone), "--f0", "30000"],
+        "below half the sample rate",
+    );
 }
 
 /// WAV files: a header stating 0 Hz (before: a division by zero in `process`), a truncated
@@ -201,7 +248,10 @@ fn bad_wav_files_are_explained() {
     assert!(!e.contains("Failed to read enough bytes"), "{e}");
 
     std::fs::write(&wav, &good[..20]).unwrap();
-    fails_with(&["process", &m, s(&wav), s(&out)], "the fmt chunk declares 40 bytes but the file ends after 0");
+    fails_with(
+        &["process", &m, s(&wav), s(&out)],
+        "the fmt chunk declares 40 bytes but the file ends after 0",
+    );
 
     std::fs::write(&wav, &good).unwrap();
     fails_with(
@@ -221,9 +271,18 @@ fn only_regular_files_are_read_as_models() {
     let c = std::ffi::CString::new(s(&fifo)).unwrap();
     // SAFETY: mkfifo on a path in a fresh temporary directory.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    fails_with(&["inspect", s(&fifo)], "is a FIFO (named pipe), not a model file");
-    fails_with(&["inspect", "/dev/zero"], "is a character device, not a model file");
-    fails_with(&["inspect", s(dir.path())], "is a directory, not a model file");
+    fails_with(
+        &["inspect", s(&fifo)],
+        "is a FIFO (named pipe), not a model file",
+    );
+    fails_with(
+        &["inspect", "/dev/zero"],
+        "is a character device, not a model file",
+    );
+    fails_with(
+        &["inspect", s(dir.path())],
+        "is a directory, not a model file",
+    );
 }
 
 /// An OS error is printed once (before: "x: No such file or directory (os error 2): No such
@@ -257,7 +316,10 @@ fn outputs_never_alias_inputs_or_each_other() {
     {
         let hard = dir.path().join("hard.json");
         std::fs::hard_link(&m, &hard).unwrap();
-        fails_with(&finetune_args(s(&m), s(&hard), &[]), "is the same file as the input");
+        fails_with(
+            &finetune_args(s(&m), s(&hard), &[]),
+            "is the same file as the input",
+        );
     }
     let missing = dir.path().join("missing").join("x.json");
     fails_with(&finetune_args(s(&m), s(&missing), &[]), "does not exist");
@@ -274,12 +336,21 @@ fn outputs_never_alias_inputs_or_each_other() {
         let link = dir.path().join("link.wav");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         fails_with(&["process", &nam, s(&wav), s(&link)], "is a symbolic link");
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-        fails_with(&["process", &nam, s(&wav), "/dev/null"], "is a character device");
+        fails_with(
+            &["process", &nam, s(&wav), "/dev/null"],
+            "is a character device",
+        );
         assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
     }
-    fails_with(&["process", &nam, s(&wav), s(&wav)], "is the same file as the input");
+    fails_with(
+        &["process", &nam, s(&wav), s(&wav)],
+        "is the same file as the input",
+    );
 }
 
 /// A second run writing the same result stops with a clear message while the first holds it
@@ -290,9 +361,18 @@ fn two_runs_cannot_write_one_result() {
     let m = small_model(dir.path());
     let out = dir.path().join("o.json");
     // Hold the output as a running `dealias` would.
-    let held = dealias::io::Outputs::new().output(&out, "-o").claim().unwrap();
-    let e = fails_with(&finetune_args(s(&m), s(&out), &["--steps", "1"]), "is being written by another dealias run");
-    assert!(e.contains(&format!("process {}", std::process::id())), "{e}");
+    let held = dealias::io::Outputs::new()
+        .output(&out, "-o")
+        .claim()
+        .unwrap();
+    let e = fails_with(
+        &finetune_args(s(&m), s(&out), &["--steps", "1"]),
+        "is being written by another dealias run",
+    );
+    assert!(
+        e.contains(&format!("process {}", std::process::id())),
+        "{e}"
+    );
     drop(held);
     assert!(!out.exists());
 }
@@ -309,23 +389,38 @@ fn a_run_leaves_a_consistent_result_and_cleans_up() {
     std::fs::write(&stale, vec![0u8; 4096]).unwrap();
     let o = dealias(&finetune_args(s(&m), s(&out), &["--steps", "2"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stale.exists(), "the killed writer's temporary file is still there");
+    assert!(
+        !stale.exists(),
+        "the killed writer's temporary file is still there"
+    );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("o.json.report.json")).unwrap())
             .unwrap();
     let model_bytes = std::fs::read(&out).unwrap();
-    assert_eq!(report["model"]["checksum"], dealias::io::checksum(&model_bytes));
+    assert_eq!(
+        report["model"]["checksum"],
+        dealias::io::checksum(&model_bytes)
+    );
     assert_eq!(report["complete"], true);
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n.ends_with(".lock") || n.contains("dealias-tmp")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with(".lock") || n.contains("dealias-tmp")),
+        "{names:?}"
+    );
     fails_with(
         &finetune_args(s(&m), s(&out), &["--steps", "2"]),
         "holds the checkpoint of an earlier run; continue that run with --resume",
     );
-    let o = dealias(&finetune_args(s(&m), s(&out), &["--steps", "2", "--restart"]));
+    let o = dealias(&finetune_args(
+        s(&m),
+        s(&out),
+        &["--steps", "2", "--restart"],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -342,7 +437,10 @@ fn altered_checkpoints_are_refused() {
     let ck = dir.path().join("o.json.checkpoint.json");
     let text = std::fs::read_to_string(&ck).unwrap();
     let resume = finetune_args(s(&m), s(&out), &["--steps", "8", "--resume"]);
-    for (from, to) in [("\"step\":4,", "\"step\":1000000000000,"), ("\"params\":[", "\"params\":[1e3,")] {
+    for (from, to) in [
+        ("\"step\":4,", "\"step\":1000000000000,"),
+        ("\"params\":[", "\"params\":[1e3,"),
+    ] {
         assert!(text.contains(from), "{from}");
         std::fs::write(&ck, text.replacen(from, to, 1)).unwrap();
         fails_with(&resume, "the checkpoint is corrupt or was edited");
@@ -395,10 +493,17 @@ fn sigint_exits_130_saying_what_was_written() {
     let dir = tempfile::tempdir().unwrap();
     let m = small_model(dir.path());
     let out = dir.path().join("o.json");
-    let args = finetune_args(s(&m), s(&out), &["--steps", "100000", "--validate-every", "1"]);
+    let args = finetune_args(
+        s(&m),
+        s(&out),
+        &["--steps", "100000", "--validate-every", "1"],
+    );
     let (code, err) = interrupt(&args, "validation at step", libc::SIGINT);
     assert_eq!(code, Some(130), "{err}");
-    assert!(err.contains("is the best student of a partial run"), "{err}");
+    assert!(
+        err.contains("is the best student of a partial run"),
+        "{err}"
+    );
     assert!(err.contains("--resume"), "{err}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("o.json.report.json")).unwrap())
@@ -420,8 +525,20 @@ fn sigterm_before_the_first_step_exits_143_and_writes_nothing() {
     let out = dir.path().join("o.json");
     // A large first batch at 48 kHz takes seconds to prepare: the signal lands before step 1.
     let args = [
-        "finetune", s(&m), "-o", s(&out), "--rate", "48000", "--pre-emphasis", "none",
-        "--batch-size", "400", "--tones-per-epoch", "400", "--validation-stride", "88",
+        "finetune",
+        s(&m),
+        "-o",
+        s(&out),
+        "--rate",
+        "48000",
+        "--pre-emphasis",
+        "none",
+        "--batch-size",
+        "100",
+        "--tones-per-epoch",
+        "100",
+        "--validation-stride",
+        "88",
     ];
     let (code, err) = interrupt(&args, "fine-tuning", libc::SIGTERM);
     assert_eq!(code, Some(143), "{err}");

@@ -253,8 +253,14 @@ fn resume_checks_the_checkpoint_against_the_run() {
         },
         "step 5 is not the end of batch",
     );
-    refuse(&|c| c.rng.word_pos += 2, "the tone generator's position does not match");
-    refuse(&|c| c.batch_in_epoch = 7, "at batch 7 of an epoch of 2 batches");
+    refuse(
+        &|c| c.rng.word_pos += 2,
+        "the tone generator's position does not match",
+    );
+    refuse(
+        &|c| c.batch_in_epoch = 7,
+        "at batch 7 of an epoch of 2 batches",
+    );
     refuse(&|c| c.adam.config.lr = 1.0, "Adam settings");
     refuse(
         &|c| {

@@ -308,7 +308,9 @@ fn a_missing_head_is_named() {
         .unwrap()
         .remove("lin.weight");
     let bytes = serde_json::to_vec(&doc).unwrap();
-    let err = load_model_from_bytes(&bytes, Some(&path)).unwrap_err().to_string();
+    let err = load_model_from_bytes(&bytes, Some(&path))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lin.weight"), "{err}");
     assert!(!err.contains("\"\""), "{err}");
 }

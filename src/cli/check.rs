@@ -81,17 +81,25 @@ mod tests {
     #[test]
     fn bad_values_name_the_option_and_the_range() {
         let e = minutes("--minutes", f64::NAN).unwrap_err().to_string();
-        assert!(e.starts_with("--minutes NaN: must be a number of minutes above 0"), "{e}");
+        assert!(
+            e.starts_with("--minutes NaN: must be a number of minutes above 0"),
+            "{e}"
+        );
         assert!(minutes("--minutes", -1.0).is_err());
         assert!(minutes("--minutes", f64::INFINITY).is_err());
         assert_eq!(minutes("--minutes", 0.5).unwrap(), Duration::from_secs(30));
         let e = rate("--rate", Some(0.0)).unwrap_err().to_string();
-        assert!(e.contains("--rate 0: the sample rate must be an even whole number"), "{e}");
+        assert!(
+            e.contains("--rate 0: the sample rate must be an even whole number"),
+            "{e}"
+        );
         assert!(rate("--rate", Some(44101.0)).is_err());
         assert!(rate("--rate", Some(f64::NAN)).is_err());
         assert_eq!(rate("--rate", Some(48000.0)).unwrap(), Some(48000.0));
         assert!(in_range("--gain", f64::NAN, -1.0, 1.0, " dB").is_err());
-        let e = count("--threads", 5000, Some((MAX_THREADS, "x"))).unwrap_err().to_string();
+        let e = count("--threads", 5000, Some((MAX_THREADS, "x")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("from 1 to 1024"), "{e}");
     }
 

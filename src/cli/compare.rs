@@ -84,7 +84,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     super::check::count("--oversample", args.oversample, None)?;
     super::check::rate("--rate", args.rate)?;
     // Levels beyond ±120 dB are not recordings at a reduced level but a mistake.
-    super::check::in_range("--reference-gain-db", args.reference_gain_db, -120.0, 120.0, " dB")?;
+    super::check::in_range(
+        "--reference-gain-db",
+        args.reference_gain_db,
+        -120.0,
+        120.0,
+        " dB",
+    )?;
     if !args.reference.is_empty() && args.reference.len() != args.audio.len() {
         bail!(
             "{} --reference files for {} --audio files: give one recording per clip",

@@ -216,7 +216,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         check::count(
             "--threads",
             t,
-            Some((check::MAX_THREADS, "more threads than that only cost memory")),
+            Some((
+                check::MAX_THREADS,
+                "more threads than that only cost memory",
+            )),
         )?;
     }
     check::rate("--rate", args.sample_rate)?;

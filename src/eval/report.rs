@@ -144,6 +144,8 @@ mod tests {
         assert_eq!(num(f64::NEG_INFINITY), Value::Null);
         assert_eq!(num(f64::NAN), json!("nan"));
         assert_eq!(num(f64::INFINITY), json!("inf"));
-        assert!(AGGREGATION_LEGEND.contains("null = -inf") && AGGREGATION_LEGEND.contains("\"nan\""));
+        assert!(
+            AGGREGATION_LEGEND.contains("null = -inf") && AGGREGATION_LEGEND.contains("\"nan\"")
+        );
     }
 }

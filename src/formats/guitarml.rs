@@ -124,7 +124,9 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
     let head_weight = tensor(sd, "lin.weight", &[1, h])?;
     if sd.len() != expected_keys {
         return Err(match sd.keys().find(|k| !is_known_key(k, n, bias_fl)) {
-            Some(extra) => format!("state_dict has an unexpected tensor \"{extra}\" for {n} layer(s)"),
+            Some(extra) => {
+                format!("state_dict has an unexpected tensor \"{extra}\" for {n} layer(s)")
+            }
             None => format!(
                 "state_dict has {} tensors where {n} layer(s) need {expected_keys}",
                 sd.len()

@@ -132,7 +132,10 @@ impl Checkpoint {
             }
         };
         if env.format != FORMAT {
-            return Err(format!("not a dealias checkpoint (format \"{}\")", env.format));
+            return Err(format!(
+                "not a dealias checkpoint (format \"{}\")",
+                env.format
+            ));
         }
         if env.version != CHECKPOINT_VERSION {
             return Err(format!(
@@ -170,7 +173,10 @@ impl Checkpoint {
             None => Ok(()),
         };
         if self.version != CHECKPOINT_VERSION {
-            return Err(format!("payload version {} (expected {CHECKPOINT_VERSION})", self.version));
+            return Err(format!(
+                "payload version {} (expected {CHECKPOINT_VERSION})",
+                self.version
+            ));
         }
         if n == 0 {
             return Err("the checkpoint holds no parameters".into());
@@ -186,10 +192,19 @@ impl Checkpoint {
             finite(v, what)?;
         }
         if let Some(i) = self.adam.v.iter().position(|&x| x < 0.0) {
-            return Err(format!("adam.v[{i}] is negative ({}): a second moment is never", self.adam.v[i]));
+            return Err(format!(
+                "adam.v[{i}] is negative ({}): a second moment is never",
+                self.adam.v[i]
+            ));
         }
         let c = &self.adam.config;
-        if !(c.lr > 0.0 && c.lr.is_finite() && (0.0..1.0).contains(&c.beta1) && (0.0..1.0).contains(&c.beta2) && c.eps > 0.0 && c.eps.is_finite()) {
+        if !(c.lr > 0.0
+            && c.lr.is_finite()
+            && (0.0..1.0).contains(&c.beta1)
+            && (0.0..1.0).contains(&c.beta2)
+            && c.eps > 0.0
+            && c.eps.is_finite())
+        {
             return Err(format!("the Adam settings are out of range: {c:?}"));
         }
         if self.adam.step != self.step {
@@ -205,7 +220,10 @@ impl Checkpoint {
                     return Err(format!("best_score is {s} (not finite)"));
                 }
                 if p.len() != n {
-                    return Err(format!("best_params has {} values for {n} parameters", p.len()));
+                    return Err(format!(
+                        "best_params has {} values for {n} parameters",
+                        p.len()
+                    ));
                 }
                 finite(p, "best_params")?;
             }
@@ -310,7 +328,10 @@ mod tests {
     fn edited_checkpoints_fail_their_checksum() {
         let bytes = String::from_utf8(sample().to_bytes().unwrap()).unwrap();
         assert!(Checkpoint::from_bytes(bytes.as_bytes()).is_ok());
-        for (from, to) in [("\"step\":1,", "\"step\":1000000000000,"), ("0.30000000000000004", "0.30000000000000005")] {
+        for (from, to) in [
+            ("\"step\":1,", "\"step\":1000000000000,"),
+            ("0.30000000000000004", "0.30000000000000005"),
+        ] {
             assert!(bytes.contains(from), "{from}");
             let edited = bytes.replacen(from, to, 1);
             let e = Checkpoint::from_bytes(edited.as_bytes()).unwrap_err();
@@ -323,14 +344,22 @@ mod tests {
     fn inconsistent_fields_are_named() {
         type Edit = fn(&mut Checkpoint);
         let cases: [(Edit, &str); 9] = [
-            (|c| { c.adam.m.pop(); }, "adam.m has 2 values for 3 parameters"),
+            (
+                |c| {
+                    c.adam.m.pop();
+                },
+                "adam.m has 2 values for 3 parameters",
+            ),
             (|c| c.adam.v[1] = -1.0, "adam.v[1] is negative"),
             (|c| c.elapsed_seconds = -5.0, "elapsed_seconds is -5"),
             (|c| c.elapsed_seconds = 1e300, "elapsed_seconds is"),
             (|c| c.step = 1_000_000_000_000, "Adam has taken 1 steps"),
             (|c| c.best_params = None, "present together"),
             (|c| c.history[0].1 = 7, "outside the run"),
-            (|c| c.best_score = Some(0.5), "not the best validation score"),
+            (
+                |c| c.best_score = Some(0.5),
+                "not the best validation score",
+            ),
             (|c| c.epochs_without_improvement = 4, "only 1 validations"),
         ];
         for (edit, expect) in cases {

@@ -127,7 +127,10 @@ fn bad(name: &'static str, message: String) -> Error {
 fn check_settings(c: &FinetuneConfig) -> Result<()> {
     let a = &c.adam;
     if !(a.lr > 0.0 && a.lr.is_finite()) {
-        return Err(bad("adam.lr", format!("the learning rate {} must be a finite number above 0", a.lr)));
+        return Err(bad(
+            "adam.lr",
+            format!("the learning rate {} must be a finite number above 0", a.lr),
+        ));
     }
     for (name, b) in [("adam.beta1", a.beta1), ("adam.beta2", a.beta2)] {
         if !(0.0..1.0).contains(&b) {
@@ -135,31 +138,53 @@ fn check_settings(c: &FinetuneConfig) -> Result<()> {
         }
     }
     if !(a.eps > 0.0 && a.eps.is_finite()) {
-        return Err(bad("adam.eps", format!("{} must be a finite number above 0", a.eps)));
+        return Err(bad(
+            "adam.eps",
+            format!("{} must be a finite number above 0", a.eps),
+        ));
     }
     let w = &c.weights;
-    for (name, v) in [("weights.esr", w.esr), ("weights.nmr", w.nmr), ("weights.dc", w.dc)] {
+    for (name, v) in [
+        ("weights.esr", w.esr),
+        ("weights.nmr", w.nmr),
+        ("weights.dc", w.dc),
+    ] {
         if !(v >= 0.0 && v.is_finite()) {
-            return Err(bad(name, format!("the loss weight {v} must be a finite number of at least 0")));
+            return Err(bad(
+                name,
+                format!("the loss weight {v} must be a finite number of at least 0"),
+            ));
         }
     }
     if w.esr + w.nmr + w.dc == 0.0 {
-        return Err(bad("weights.esr", "the loss weights are all 0: there is nothing to minimise".into()));
+        return Err(bad(
+            "weights.esr",
+            "the loss weights are all 0: there is nothing to minimise".into(),
+        ));
     }
     if !(1..=88).contains(&c.validation_stride) {
         return Err(bad(
             "validation_stride",
-            format!("{} must be from 1 to 88 semitones (the sine set has 88 notes)", c.validation_stride),
+            format!(
+                "{} must be from 1 to 88 semitones (the sine set has 88 notes)",
+                c.validation_stride
+            ),
         ));
     }
     if c.validate_every_batches == Some(0) {
-        return Err(bad("validate_every_batches", "must be at least 1 batch".into()));
+        return Err(bad(
+            "validate_every_batches",
+            "must be at least 1 batch".into(),
+        ));
     }
     if c.max_epochs == Some(0) {
         return Err(bad("max_epochs", "must be at least 1".into()));
     }
     if c.patience == Some(0) {
-        return Err(bad("patience", "must be at least 1 validation (or none)".into()));
+        return Err(bad(
+            "patience",
+            "must be at least 1 validation (or none)".into(),
+        ));
     }
     Ok(())
 }
@@ -170,7 +195,11 @@ impl Schedule {
     pub fn new(net: &Network, config: &FinetuneConfig) -> Result<Self> {
         check_settings(config)?;
         let fs = config.sample_rate;
-        if !(fs.is_finite() && fs.fract() == 0.0 && fs >= EVAL_MIN_RATE && (fs as u64).is_multiple_of(2)) {
+        if !(fs.is_finite()
+            && fs.fract() == 0.0
+            && fs >= EVAL_MIN_RATE
+            && (fs as u64).is_multiple_of(2))
+        {
             return Err(bad(
                 "sample_rate",
                 format!(
@@ -1052,6 +1081,7 @@ mod tests {
             .network;
         let config = FinetuneConfig {
             sample_rate: 16000.0,
+            frame_seconds: Some(0.25),
             pre_emphasis: PreEmphasis::None,
             validation_stride: 88,
             ..FinetuneConfig::default()
