@@ -565,7 +565,6 @@ impl Finetuner {
         self.adam = ck.adam.clone();
         self.tones =
             ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.config.sample_rate);
-        debug_assert_eq!(self.tones.rng().get_word_pos(), ck.rng.word_pos);
         self.step = ck.step;
         self.epoch = ck.epoch;
         self.batch_in_epoch = ck.batch_in_epoch;
