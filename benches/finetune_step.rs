@@ -37,7 +37,8 @@ fn one_batch(net: &dealias::Network, precision: Precision) -> (u64, f64) {
         checkpoint_path: None,
         ..FinetuneConfig::default()
     };
-    let mut t = Finetuner::new(net, config).unwrap();
+    // Both paper teachers were trained at 44.1 kHz (the .nam states no rate).
+    let mut t = Finetuner::new(net, 44100.0, config).unwrap();
     let start = Instant::now();
     let out = t.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
     (out.steps, start.elapsed().as_secs_f64())

@@ -9,9 +9,9 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::dsp::tones::eval_sine_set;
 use dealias::eval::{measure_sine_set, measure_tones, RunOptions};
-use dealias::{load_model, Model};
+use dealias::{load_model, ModelFile};
 
-fn teacher() -> Model {
+fn teacher() -> ModelFile {
     let p = std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/fixtures/paper-models/broadcast_lstm_teacher.json"

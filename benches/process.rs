@@ -6,12 +6,12 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dealias::{load_model, Model, Real};
+use dealias::{load_model, ModelFile, Real};
 
 const RATE: f64 = 44100.0;
 const SECONDS: f64 = 10.0;
 
-fn model(rel: &str) -> Model {
+fn model(rel: &str) -> ModelFile {
     let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/"))
         .join(rel);
     load_model(&p).expect("fixture model loads")
@@ -33,7 +33,7 @@ fn input<T: Real>() -> Vec<T> {
         .collect()
 }
 
-fn bench_one<T: Real>(c: &mut Criterion, name: &str, m: &Model) {
+fn bench_one<T: Real>(c: &mut Criterion, name: &str, m: &ModelFile) {
     let x = input::<T>();
     // Real-time factor from a few timed runs (best of 3).
     let best = (0..3)

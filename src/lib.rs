@@ -7,6 +7,7 @@
 //! reports). The `dealias` binary is a thin command-line layer over this crate.
 
 pub mod audio;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod dsp;
 pub mod error;
@@ -19,5 +20,5 @@ pub mod models;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use formats::{load_model, save_model, Format};
-pub use models::{Model, Network, Real};
+pub use formats::{load_model, save_model, Format, ModelFile};
+pub use models::{Network, Real};

@@ -35,6 +35,9 @@ fn read_wav(path: &Path) -> (hound::WavSpec, Vec<f32>) {
 
 const MODEL: &str = "reference/nam_lstm_1x5/nam_lstm_1x5.nam";
 
+/// The JSON description agrees with what the file itself says (read here with serde_json, not
+/// through dealias): architecture, sizes, rate, and the parameter count = the length of the
+/// file's flat `weights` list.
 #[test]
 fn inspect_json_describes_the_model() {
     let model = common::data(MODEL);
@@ -45,17 +48,27 @@ fn inspect_json_describes_the_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let text = v.to_string();
-    assert!(text.contains("LSTM"), "{text}");
-    let params = dealias::load_model(&model).unwrap().network.num_params();
-    assert!(
-        text.contains(&params.to_string()),
-        "parameter count missing: {text}"
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(v["architecture"], "LSTM");
+    assert_eq!(v["format"], "Neural Amp Modeler (.nam)");
+    assert_eq!(
+        v["parameters"].as_u64().unwrap() as usize,
+        file["weights"].as_array().unwrap().len()
     );
+    assert_eq!(v["settings"]["hidden_size"], file["config"]["hidden_size"]);
+    assert_eq!(v["settings"]["layers"], file["config"]["num_layers"]);
+    assert_eq!(
+        v["sample_rate"].as_f64(),
+        file["sample_rate"].as_f64(),
+        "sample rate"
+    );
+    // LSTM state: hidden + cell values per layer.
+    assert_eq!(v["state_size"].as_u64(), Some(2 * 5));
+    assert!(v["receptive_field"].is_null());
 }
 
 #[test]
-fn process_matches_the_library_and_checks_its_input() {
+fn process_matches_the_official_output_and_checks_its_input() {
     let dir = tempfile::tempdir().unwrap();
     let model_path = common::data(MODEL);
     let model = dealias::load_model(&model_path).unwrap();
@@ -82,13 +95,36 @@ fn process_matches_the_library_and_checks_its_input() {
         (1, rate, 32)
     );
     assert_eq!(y.len(), x.len(), "output length = input length");
-    let expect = model.process::<f64>(&x.iter().map(|&v| v as f64).collect::<Vec<_>>());
-    for (a, b) in y.iter().zip(&expect) {
-        assert!(
-            (*a as f64 - b).abs() <= 1e-7 * (1.0 + b.abs()),
-            "{a} vs {b}"
-        );
-    }
+
+    // Against the official implementation's output (neural-amp-modeler, f64) on the reference
+    // input stored as a 32-bit float WAV: the input's f32 rounding and the f32 output WAV
+    // give a measured 1.6e-7 of the peak; bound 5e-7.
+    let ref_dir = common::data("reference/nam_lstm_1x5");
+    let rx = common::read_f64(&ref_dir.join("input.f64"));
+    let ry = common::read_f64(&ref_dir.join("output.f64"));
+    let rx32: Vec<f32> = rx.iter().map(|&v| v as f32).collect();
+    let ref_in = dir.path().join("ref_in.wav");
+    let ref_out = dir.path().join("ref_out.wav");
+    write_wav(&ref_in, 1, rate, &rx32);
+    let out = dealias(&[
+        "process",
+        m,
+        ref_in.to_str().unwrap(),
+        ref_out.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, got) = read_wav(&ref_out);
+    let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    let (e, _) = common::errors(&got, &ry);
+    println!("process vs neural-amp-modeler: {e:.2e} of peak");
+    assert!(
+        e < 5e-7,
+        "process output off the official one by {e:e} of the peak"
+    );
 
     // A sample-rate mismatch names both rates.
     let wrong = dir.path().join("wrong.wav");

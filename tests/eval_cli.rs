@@ -144,6 +144,63 @@ fn compare_gives_table_1_keys_with_audio() {
     ]);
     assert!(v["rows"][0]["gb_esr_db"].is_number());
     assert!(v["gb_esr_db"].is_number() && v["mrsl"].is_number());
+
+    // Closed forms for the G+B ESR, against the teacher's own output y stored at half
+    // amplitude (y/2, f32 WAV): as stored, the reference is y/2 and the teacher's
+    // ESR = |y - y/2|^2 / |y/2|^2 = 1 (0 dB) whatever the A-weighting (a linear filter) does;
+    // restored by --reference-gain-db 6.0206 (x2) it is y again and only the f32 rounding of
+    // the WAV remains (measured -117.6 dB).
+    let half = dir.path().join("half.wav");
+    let yt = dir.path().join("yt.wav");
+    let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args([
+            "process",
+            &teacher,
+            xp.to_str().unwrap(),
+            yt.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y: Vec<f64> = hound::WavReader::open(&yt)
+        .unwrap()
+        .samples::<f32>()
+        .map(|v| v.unwrap() as f64 * 0.5)
+        .collect();
+    write_wav(&half, &y, fs);
+    let gb_against_half = |gain_db: f64| {
+        let v = dealias(&[
+            "compare",
+            &teacher,
+            &student,
+            "--audio",
+            xp.to_str().unwrap(),
+            "--reference",
+            half.to_str().unwrap(),
+            "--reference-gain-db",
+            &format!("{gain_db}"),
+            "--level",
+            "-36",
+            "--json",
+        ]);
+        (
+            v["rows"][0]["gb_esr_db"].as_f64().unwrap(),
+            v["gb_esr_db"].as_f64().unwrap(),
+        )
+    };
+    let (teacher_db, student_db) = gb_against_half(0.0);
+    assert!(
+        teacher_db.abs() < 1e-4,
+        "teacher G+B ESR {teacher_db} dB, expected 0 dB"
+    );
+    // The student differs from the teacher, so its G+B ESR differs.
+    assert!((student_db - teacher_db).abs() > 0.01);
+    let (restored_db, _) = gb_against_half(20.0 * 2f64.log10());
+    assert!(restored_db < -100.0, "restored reference: {restored_db} dB");
     // Without audio the G+B keys are absent.
     let v = dealias(&["compare", &teacher, &teacher, "--level", "-18", "--json"]);
     assert!(v.get("gb_esr_db").is_none());

@@ -74,7 +74,7 @@ fn changed_weights_are_written_as_f32_and_noted() {
             assert_eq!(a.to_bits(), want.to_bits(), "{} value {i}", path.display());
         }
         let doc = parse_file(&out);
-        let note = match model.source.format {
+        let note = match model.format {
             dealias::Format::Nam => &doc["metadata"]["dealias"],
             dealias::Format::GuitarMl => &doc["dealias"],
         };
@@ -105,7 +105,7 @@ fn small_nam() -> Value {
     parse_file(&data("reference/wavenet_tanh_gated/wavenet_tanh_gated.nam"))
 }
 
-fn load_value(v: &Value) -> Result<dealias::Model, Error> {
+fn load_value(v: &Value) -> Result<dealias::ModelFile, Error> {
     load_model_from_bytes(
         v.to_string().as_bytes(),
         Some(std::path::Path::new("x.nam")),

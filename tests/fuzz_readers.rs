@@ -37,7 +37,6 @@ fn valid_wav() -> Vec<u8> {
 fn config() -> FinetuneConfig {
     FinetuneConfig {
         seed: 3,
-        sample_rate: 16000.0,
         tones_per_epoch: 4,
         batch_size: Some(2),
         tone_seconds: Some(1.0),
@@ -61,7 +60,7 @@ fn network() -> dealias::Network {
 fn valid_checkpoint() -> &'static [u8] {
     static CK: OnceLock<Vec<u8>> = OnceLock::new();
     CK.get_or_init(|| {
-        let mut t = Finetuner::new(&network(), config()).unwrap();
+        let mut t = Finetuner::new(&network(), 16000.0, config()).unwrap();
         let out = t.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
         t.checkpoint(out.elapsed).to_bytes().unwrap()
     })
@@ -71,7 +70,7 @@ fn valid_checkpoint() -> &'static [u8] {
 /// refuse, neither may panic.
 fn load_and_resume(bytes: &[u8]) {
     if let Ok(ck) = Checkpoint::from_bytes(bytes) {
-        let mut t = Finetuner::new(&network(), config()).unwrap();
+        let mut t = Finetuner::new(&network(), 16000.0, config()).unwrap();
         let _ = t.resume(&ck);
     }
 }
@@ -193,7 +192,7 @@ proptest! {
 #[test]
 fn the_unmutated_checkpoint_resumes() {
     let ck = Checkpoint::from_bytes(valid_checkpoint()).unwrap();
-    let mut t = Finetuner::new(&network(), config()).unwrap();
+    let mut t = Finetuner::new(&network(), 16000.0, config()).unwrap();
     t.resume(&ck).unwrap();
     let text = std::str::from_utf8(valid_checkpoint()).unwrap();
     let env: serde_json::Value = serde_json::from_str(text).unwrap();

@@ -2,7 +2,9 @@
 //! (`neural-amp-modeler` 0.12.3 for `.nam`, PyTorch for GuitarML JSON).
 //!
 //! Tolerance in f64: 1e-9 relative to the reference's peak (the implementations differ only in
-//! summation order). In f32 the measured error is asserted against a stated bound.
+//! summation order; measured at most 1.3e-14). In f32 each case's bound is about 3x the error
+//! measured on x86-64 with AVX2 (stated per case), so that a loss of accuracy in the f32 path
+//! fails while the rounding of another vector width does not.
 
 mod common;
 
@@ -41,17 +43,20 @@ fn shared_case(case: &str, model_file: &str, f32_bound: f64) {
 
 #[test]
 fn wavenet_standard() {
-    shared_case("wavenet_standard", "wavenet_standard.nam", 1e-4);
+    // f32 measured 4.5e-6.
+    shared_case("wavenet_standard", "wavenet_standard.nam", 1.5e-5);
 }
 
 #[test]
 fn nam_lstm_1x16() {
-    shared_case("nam_lstm_1x16", "nam_lstm_1x16.nam", 1e-4);
+    // f32 measured 5.7e-7.
+    shared_case("nam_lstm_1x16", "nam_lstm_1x16.nam", 2e-6);
 }
 
 #[test]
 fn guitarml_lstm40() {
-    shared_case("guitarml_lstm40", "guitarml_lstm40.json", 1e-4);
+    // f32 measured 4.8e-7.
+    shared_case("guitarml_lstm40", "guitarml_lstm40.json", 2e-6);
 }
 
 #[test]
@@ -59,7 +64,7 @@ fn guitarml_gru12_2layer_noskip() {
     shared_case(
         "guitarml_gru12_2layer_noskip",
         "guitarml_gru12_2layer_noskip.json",
-        1e-4,
+        5e-6, // f32 measured 1.4e-6
     );
 }
 
@@ -71,7 +76,7 @@ fn paper_broadcast_lstm() {
     shared_case(
         "paper_broadcast_lstm_guitar_1",
         "broadcast_lstm_teacher.json",
-        2e-4,
+        2e-4, // f32 measured 6.7e-5
     );
 }
 
@@ -80,7 +85,7 @@ fn paper_broadcast_tcn() {
     shared_case(
         "paper_broadcast_tcn_guitar_1",
         "broadcast_tcn_teacher.nam",
-        1e-4,
+        1e-5, // f32 measured 2.7e-6
     );
 }
 
@@ -98,6 +103,7 @@ fn generated_cases() {
         let model = case["model"].as_str().unwrap();
         let (e64, e32) = run_case(&root.join(name), model);
         assert!(e64 < 1e-9, "{name}: f64 error {e64:e}");
-        assert!(e32 < 1e-3, "{name}: f32 error {e32:e}");
+        // f32 measured at most 6.6e-7 over the generated cases.
+        assert!(e32 < 2e-6, "{name}: f32 error {e32:e}");
     }
 }

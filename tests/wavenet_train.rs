@@ -89,7 +89,7 @@ fn signal(rng: &mut ChaCha8Rng, n: usize, amp: f64) -> Vec<f64> {
     (0..n).map(|_| rng.gen_range(-amp..amp)).collect()
 }
 
-/// Σ c_t y_t with y the processor's last `c.len()` outputs on `x` (zero history before `x`).
+/// Σ c_t y_t with y the processor's last `c.len()` outputs on `x` (from its initial state).
 fn loss(net: &Network, x: &[f64], c: &[f64]) -> f64 {
     let y = net.process::<f64>(x);
     y[y.len() - c.len()..]

@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use super::measure::{print_row, progress_bar, tones_at};
+use crate::eval::audio_metrics::{compare_on_clips, Clip};
 use crate::eval::report::{aggregate_json, db, num};
-use crate::eval::sine_set::{compare_sine_set, run_network, RunOptions, SineSetReport};
-use crate::eval::{audio_metrics, AudioMetrics};
+use crate::eval::sine_set::{compare_sine_set, RunOptions, SineSetReport};
+use crate::eval::AudioMetrics;
 
 /// Arguments of `dealias compare`.
 #[derive(Debug, clap::Args)]
@@ -138,33 +138,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            clips.push((a.samples, reference));
+            clips.push(Clip {
+                input: a.samples,
+                reference,
+            });
         }
-        let outputs = clips
-            .par_iter()
-            .map(|(x, _)| {
-                Ok((
-                    run_network(&teacher.network, x, opts)?,
-                    run_network(&student.network, x, opts)?,
-                ))
-            })
-            .collect::<crate::Result<Vec<_>>>()?;
-        let mut t_pairs = Vec::new();
-        let mut s_pairs = Vec::new();
-        for ((yt, ys), (x, reference)) in outputs.iter().zip(&clips) {
-            let r: &[f64] = reference.as_deref().unwrap_or(yt);
-            let n = r.len().min(x.len());
-            if r.len() != x.len() {
-                super::notice(&format!(
-                    "a reference recording has {} samples for {} input samples; comparing the first {n}",
-                    r.len(),
-                    x.len()
-                ));
-            }
-            t_pairs.push((&yt[..n], &r[..n]));
-            s_pairs.push((&ys[..n], &r[..n]));
+        let cmp = compare_on_clips(&teacher.network, &student.network, fs, opts, &clips)?;
+        for &(_, rn, xn) in &cmp.truncated {
+            super::notice(&format!(
+                "a reference recording has {rn} samples for {xn} input samples; comparing the first {}",
+                rn.min(xn)
+            ));
         }
-        audio = Some((audio_metrics(fs, &t_pairs)?, audio_metrics(fs, &s_pairs)?));
+        audio = Some((cmp.teacher, cmp.student));
     }
 
     let (at, as_) = match &audio {

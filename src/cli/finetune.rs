@@ -267,7 +267,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot start the worker threads")?;
     let config = FinetuneConfig {
         seed: args.seed,
-        sample_rate: fs,
         tones_per_epoch: args.tones_per_epoch,
         batch_size: args.batch_size,
         tone_seconds: args.tone_seconds,
@@ -304,7 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signal = install_signal_handlers(&stop)?;
 
     let (outcome, teacher) = pool.install(|| -> anyhow::Result<_> {
-        let mut tuner = Finetuner::new(&model.network, config.clone())
+        let mut tuner = Finetuner::new(&model.network, fs, config.clone())
             .map_err(|e| check::name_settings(e, SETTINGS))?;
         if args.resume {
             let ck = Checkpoint::load(&checkpoint_path)?;
@@ -406,7 +405,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[allow(clippy::too_many_arguments)]
 fn report_and_save(
     args: &Args,
-    model: &crate::Model,
+    model: &crate::ModelFile,
     teacher: &crate::Network,
     outcome: &FinetuneOutcome,
     [output, report, checkpoint_path]: [&Path; 3],

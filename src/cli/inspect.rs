@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use crate::formats::{Format, ModelFile};
+use crate::models::{Cell, Network};
 
 /// Arguments of `dealias inspect`.
 #[derive(Debug, clap::Args)]
@@ -17,7 +20,7 @@ pub struct Args {
 /// Runs `dealias inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = crate::load_model(&args.model)?;
-    let d = crate::formats::describe(&model);
+    let d = describe(&model);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -78,4 +81,70 @@ fn print_value(v: &Value, indent: usize) {
         }
         other => println!("{pad}{other}"),
     }
+}
+
+/// A description of a model for `inspect`: format, architecture, settings, parameter count,
+/// sample rate, receptive field or state size, metadata and notices.
+pub fn describe(model: &ModelFile) -> Value {
+    let doc = &model.document;
+    let net = &model.network;
+    let settings = match net {
+        Network::WaveNet(w) => json!({
+            "layer_arrays": w.layer_arrays.iter().map(|a| json!({
+                "input_size": a.input_size,
+                "channels": a.channels,
+                "head_size": a.head_size,
+                "kernel_size": a.kernel_size,
+                "dilations": a.dilations(),
+                "activation": a.activation.name(),
+                "gated": a.gated,
+                "head_bias": a.head_rechannel.bias.is_some(),
+            })).collect::<Vec<_>>(),
+            "post_head": w.head.as_ref().map(|h| json!({
+                "activation": h.activation.name(),
+                "layers": h.layers.len(),
+            })),
+            "head_scale": w.head_scale[0],
+        }),
+        Network::Rnn(r) => json!({
+            "cell": net.kind(),
+            "layers": r.layers.len(),
+            "hidden_size": r.hidden_size(),
+            "skip": r.skip,
+            "recurrent_bias": r.layers[0].b_ih.is_some(),
+            "head_bias": r.head_bias.is_some(),
+            "learned_initial_state": r.layers[0].initial_hidden.is_some(),
+        }),
+        Network::Linear(l) => json!({
+            "taps": l.weights.len(),
+            "bias": l.bias.is_some(),
+        }),
+    };
+    let (receptive_field, state_size) = match net {
+        Network::Rnn(r) => {
+            let per = if r.cell == Cell::Lstm { 2 } else { 1 };
+            (
+                None,
+                Some(r.layers.iter().map(|l| per * l.hidden_size).sum::<usize>()),
+            )
+        }
+        _ => (Some(net.receptive_field()), None),
+    };
+    let metadata = match model.format {
+        Format::Nam => doc.get("metadata").cloned(),
+        Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
+    };
+    json!({
+        "path": model.path.as_ref().map(|p| p.display().to_string()),
+        "format": model.format.name(),
+        "version": doc.get("version"),
+        "architecture": net.kind(),
+        "parameters": net.num_params(),
+        "sample_rate": model.sample_rate,
+        "receptive_field": receptive_field,
+        "state_size": state_size,
+        "settings": settings,
+        "metadata": metadata,
+        "notices": model.notices,
+    })
 }

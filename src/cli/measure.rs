@@ -13,7 +13,7 @@ use crate::eval::report::{measure_json, tones_csv};
 use crate::eval::sine_set::{measure_tones, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
 use crate::eval::SineSetReport;
 use crate::loss::metrics::SineSetAnalyzer;
-use crate::Model;
+use crate::ModelFile;
 
 /// Arguments of `dealias measure`.
 #[derive(Debug, clap::Args)]
@@ -169,7 +169,7 @@ fn claim_outputs(dir: &Path, inputs: &[&Path]) -> anyhow::Result<crate::io::Outp
 
 fn write_outputs(
     dir: &Path,
-    model: &Model,
+    model: &ModelFile,
     fs: f64,
     opts: RunOptions,
     report: &SineSetReport,

@@ -66,9 +66,9 @@ pub fn main() -> ExitCode {
 pub(crate) fn load_with_rate(
     path: &std::path::Path,
     override_rate: Option<f64>,
-) -> anyhow::Result<(crate::Model, f64)> {
+) -> anyhow::Result<(crate::ModelFile, f64)> {
     let model = crate::load_model(path)?;
-    for n in &model.source.notices {
+    for n in &model.notices {
         notice(n);
     }
     let fs = match (model.sample_rate, override_rate) {
@@ -89,7 +89,7 @@ pub(crate) fn load_with_rate(
             notice(&format!(
                 "{} states no sample rate; using {rate} Hz, the {} default (set it with --rate)",
                 path.display(),
-                model.source.format.name()
+                model.format.name()
             ));
             rate
         }

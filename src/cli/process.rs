@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .output(&args.output, "OUT.wav")
         .claim()?;
     let model = crate::load_model(&args.model)?;
-    for n in &model.source.notices {
+    for n in &model.notices {
         super::notice(n);
     }
     let audio = crate::audio::read_mono(&args.input, args.channel)?;

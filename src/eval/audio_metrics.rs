@@ -14,8 +14,12 @@ use std::f64::consts::PI;
 
 use rustfft::num_complex::Complex64;
 
+use rayon::prelude::*;
+
+use super::sine_set::{run_network, RunOptions};
 use crate::loss::esr::esr;
 use crate::loss::mrsl::MelStftLoss;
+use crate::models::Network;
 use crate::{Error, Result};
 
 /// Pole frequencies of the analog A-weighting filter in Hz (IEC 61672-1).
@@ -171,6 +175,62 @@ pub fn audio_metrics(fs: f64, clips: &[(&[f64], &[f64])]) -> Result<AudioMetrics
     Ok(AudioMetrics {
         esr: err / sig,
         mrsl: m / total,
+    })
+}
+
+/// An audio clip for the G+B metrics: the DI input and, optionally, the device's recording of
+/// it (without one, the teacher's output is the reference).
+#[derive(Clone, Debug)]
+pub struct Clip {
+    pub input: Vec<f64>,
+    pub reference: Option<Vec<f64>>,
+}
+
+/// The G+B metrics of a teacher and its student on the same clips.
+#[derive(Clone, Debug)]
+pub struct ClipComparison {
+    pub teacher: AudioMetrics,
+    pub student: AudioMetrics,
+    /// Clips whose reference recording's length differed from the input's, as
+    /// `(clip index, reference length, input length)`; they were compared over the shorter.
+    pub truncated: Vec<(usize, usize, usize)>,
+}
+
+/// Runs every clip through both networks from their initial states (clips in parallel) and
+/// computes the G+B metrics of each against the reference: the device recording where a clip
+/// has one, the teacher's output otherwise (then the teacher's own row is exact: ESR 0).
+pub fn compare_on_clips(
+    teacher: &Network,
+    student: &Network,
+    fs: f64,
+    opts: RunOptions,
+    clips: &[Clip],
+) -> Result<ClipComparison> {
+    let outputs = clips
+        .par_iter()
+        .map(|c| {
+            Ok((
+                run_network(teacher, &c.input, opts)?,
+                run_network(student, &c.input, opts)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut t_pairs = Vec::new();
+    let mut s_pairs = Vec::new();
+    let mut truncated = Vec::new();
+    for (i, ((yt, ys), c)) in outputs.iter().zip(clips).enumerate() {
+        let r: &[f64] = c.reference.as_deref().unwrap_or(yt);
+        let n = r.len().min(c.input.len());
+        if r.len() != c.input.len() {
+            truncated.push((i, r.len(), c.input.len()));
+        }
+        t_pairs.push((&yt[..n], &r[..n]));
+        s_pairs.push((&ys[..n], &r[..n]));
+    }
+    Ok(ClipComparison {
+        teacher: audio_metrics(fs, &t_pairs)?,
+        student: audio_metrics(fs, &s_pairs)?,
+        truncated,
     })
 }
 

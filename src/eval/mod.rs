@@ -7,6 +7,8 @@
 //! command line (`dealias measure`, `compare`, `analyze`) shows progress through a callback.
 
 pub mod audio_metrics;
+pub mod oversample;
+#[cfg(feature = "plots")]
 pub mod plots;
 pub mod report;
 pub mod sine_set;

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone};
+use crate::eval::oversample::process_oversampled;
 use crate::loss::metrics::{aggregate, Aggregate, AnalysedTone, SineSetAnalyzer, ToneMetrics};
-use crate::models::oversample::process_oversampled;
 use crate::models::Network;
 use crate::{Error, Result};
 

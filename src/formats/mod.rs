@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::models::{Model, Network};
+use crate::models::Network;
 use crate::{Error, Result};
 
 /// A supported model file format.
@@ -38,18 +38,61 @@ impl Format {
             Format::GuitarMl => "GuitarML JSON",
         }
     }
+
+    /// The sample rate this format's plugins assume when a file states none
+    /// (GuitarML plugins run at 44.1 kHz, NAM's at 48 kHz).
+    pub fn default_rate(self) -> f64 {
+        match self {
+            Format::Nam => 48000.0,
+            Format::GuitarMl => 44100.0,
+        }
+    }
 }
 
-/// What a model was loaded from: its format and the full JSON document.
+/// A model file: the network it describes, the sample rate it states, and everything else the
+/// file held (the whole JSON document), so that a changed network can be written back into the
+/// same file format without losing anything.
 #[derive(Clone, Debug)]
-pub struct Source {
+pub struct ModelFile {
+    /// The network's weights and settings.
+    pub network: Network,
+    /// Sample rate in Hz the model was trained at, when the file states one.
+    pub sample_rate: Option<f64>,
+    /// The file's format.
     pub format: Format,
-    pub document: serde_json::Value,
+    /// The full JSON document as read (saving rewrites only what changed).
+    pub document: Value,
+    /// Where the file was read from, if it was.
     pub path: Option<PathBuf>,
     /// Whether the file was indented (saving keeps the style).
     pub pretty: bool,
     /// Things worth telling the user about the file (e.g. a `head_scale` disagreement).
     pub notices: Vec<String>,
+}
+
+impl ModelFile {
+    /// The file's sample rate, or, when it states none, its format's default
+    /// ([`Format::default_rate`]); the flag says whether the rate was assumed.
+    pub fn rate_or_default(&self) -> (f64, bool) {
+        match self.sample_rate {
+            Some(r) => (r, false),
+            None => (self.format.default_rate(), true),
+        }
+    }
+
+    /// The same file holding another network of the same architecture (e.g. a fine-tuned
+    /// student); saving it rewrites the weights that differ.
+    pub fn with_network(&self, network: Network) -> ModelFile {
+        ModelFile {
+            network,
+            ..self.clone()
+        }
+    }
+
+    /// Runs the network over `input` from its initial state (see [`Network::process`]).
+    pub fn process<T: crate::Real>(&self, input: &[T]) -> Vec<T> {
+        self.network.process(input)
+    }
 }
 
 /// Largest model file read: real models are at most tens of MB, and parsing JSON takes several
@@ -68,14 +111,14 @@ fn file_error(path: Option<&Path>, message: impl Into<String>) -> Error {
 
 /// Loads a model file of any supported format (detected from its content). Only regular files
 /// are read (see [`crate::io::read_regular_file`]).
-pub fn load_model(path: &Path) -> Result<Model> {
+pub fn load_model(path: &Path) -> Result<ModelFile> {
     let bytes = crate::io::read_regular_file(path, max_model_bytes(), "model")?;
     load_model_from_bytes(&bytes, Some(path))
 }
 
 /// Parses a model from the bytes of a file; `path` is only used in messages and kept in the
-/// model's [`Source`].
-pub fn load_model_from_bytes(bytes: &[u8], path: Option<&Path>) -> Result<Model> {
+/// [`ModelFile`].
+pub fn load_model_from_bytes(bytes: &[u8], path: Option<&Path>) -> Result<ModelFile> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| file_error(path, format!("not a JSON model file (not UTF-8 text: {e})")))?;
     let document: Value = serde_json::from_str(text).map_err(|e| {
@@ -104,7 +147,7 @@ pub fn detect_format(document: &Value) -> Option<Format> {
 }
 
 /// Builds a model from a parsed document.
-pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result<Model> {
+pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result<ModelFile> {
     let format = detect_format(&document).ok_or_else(|| {
         file_error(
             path,
@@ -114,16 +157,14 @@ pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result
     })?;
     let (network, sample_rate, notices) =
         parse_network(format, &document).map_err(|m| file_error(path, m))?;
-    Ok(Model {
+    Ok(ModelFile {
         network,
         sample_rate,
-        source: Source {
-            format,
-            document,
-            path: path.map(Path::to_path_buf),
-            pretty,
-            notices,
-        },
+        format,
+        document,
+        path: path.map(Path::to_path_buf),
+        pretty,
+        notices,
     })
 }
 
@@ -144,7 +185,7 @@ fn parse_network(
 }
 
 /// Saves a model in the format it was loaded from (see [`save_model_with_note`]).
-pub fn save_model(model: &Model, path: &Path) -> Result<()> {
+pub fn save_model(model: &ModelFile, path: &Path) -> Result<()> {
     save_model_with_note(model, path, None)
 }
 
@@ -153,8 +194,8 @@ pub fn save_model(model: &Model, path: &Path) -> Result<()> {
 /// changed values and `note`, if given) is added to the metadata: under `metadata` for `.nam`
 /// files, as a top-level key for GuitarML files (the plugins read only `model_data` and
 /// `state_dict`).
-pub fn save_model_with_note(model: &Model, path: &Path, note: Option<Value>) -> Result<()> {
-    if let Some(src) = &model.source.path {
+pub fn save_model_with_note(model: &ModelFile, path: &Path, note: Option<Value>) -> Result<()> {
+    if let Some(src) = &model.path {
         crate::io::ensure_distinct(src, path)?;
     }
     crate::io::write_atomic(path, &model_bytes(model, note)?)
@@ -162,9 +203,9 @@ pub fn save_model_with_note(model: &Model, path: &Path, note: Option<Value>) -> 
 
 /// The bytes [`save_model_with_note`] writes: the document of [`to_document`] in the source
 /// file's style (indented or not), with a final newline.
-pub fn model_bytes(model: &Model, note: Option<Value>) -> Result<Vec<u8>> {
+pub fn model_bytes(model: &ModelFile, note: Option<Value>) -> Result<Vec<u8>> {
     let doc = to_document(model, note)?;
-    let mut text = if model.source.pretty {
+    let mut text = if model.pretty {
         serde_json::to_string_pretty(&doc)
     } else {
         serde_json::to_string(&doc)
@@ -176,8 +217,8 @@ pub fn model_bytes(model: &Model, note: Option<Value>) -> Result<Vec<u8>> {
 
 /// The JSON document for `model`: its source document with the weights that changed
 /// rewritten (and a note in the metadata when anything changed).
-pub fn to_document(model: &Model, note: Option<Value>) -> Result<Value> {
-    let src = &model.source;
+pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
+    let src = model;
     let err = |m: String| file_error(src.path.as_deref(), m);
     model.network.check_finite()?;
     let (original, original_rate, _) = parse_network(src.format, &src.document).map_err(err)?;
@@ -251,74 +292,3 @@ pub fn to_document(model: &Model, note: Option<Value>) -> Result<Value> {
 
 #[cfg(test)]
 mod tests;
-
-/// A description of a model for `inspect`: format, architecture, settings, parameter count,
-/// sample rate, receptive field or state size, metadata and notices.
-pub fn describe(model: &Model) -> Value {
-    use serde_json::json;
-    let doc = &model.source.document;
-    let net = &model.network;
-    let settings = match net {
-        Network::WaveNet(w) => json!({
-            "layer_arrays": w.layer_arrays.iter().map(|a| json!({
-                "input_size": a.input_size,
-                "channels": a.channels,
-                "head_size": a.head_size,
-                "kernel_size": a.kernel_size,
-                "dilations": a.dilations(),
-                "activation": a.activation.name(),
-                "gated": a.gated,
-                "head_bias": a.head_rechannel.bias.is_some(),
-            })).collect::<Vec<_>>(),
-            "post_head": w.head.as_ref().map(|h| json!({
-                "activation": h.activation.name(),
-                "layers": h.layers.len(),
-            })),
-            "head_scale": w.head_scale[0],
-        }),
-        Network::Rnn(r) => json!({
-            "cell": net.kind(),
-            "layers": r.layers.len(),
-            "hidden_size": r.hidden_size(),
-            "skip": r.skip,
-            "recurrent_bias": r.layers[0].b_ih.is_some(),
-            "head_bias": r.head_bias.is_some(),
-            "learned_initial_state": r.layers[0].initial_hidden.is_some(),
-        }),
-        Network::Linear(l) => json!({
-            "taps": l.weights.len(),
-            "bias": l.bias.is_some(),
-        }),
-    };
-    let (receptive_field, state_size) = match net {
-        Network::Rnn(r) => {
-            let per = if r.cell == crate::models::Cell::Lstm {
-                2
-            } else {
-                1
-            };
-            (
-                None,
-                Some(r.layers.iter().map(|l| per * l.hidden_size).sum::<usize>()),
-            )
-        }
-        _ => (Some(net.receptive_field()), None),
-    };
-    let metadata = match model.source.format {
-        Format::Nam => doc.get("metadata").cloned(),
-        Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
-    };
-    json!({
-        "path": model.source.path.as_ref().map(|p| p.display().to_string()),
-        "format": model.source.format.name(),
-        "version": doc.get("version"),
-        "architecture": net.kind(),
-        "parameters": net.num_params(),
-        "sample_rate": model.sample_rate,
-        "receptive_field": receptive_field,
-        "state_size": state_size,
-        "settings": settings,
-        "metadata": metadata,
-        "notices": model.source.notices,
-    })
-}

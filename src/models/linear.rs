@@ -27,6 +27,10 @@ impl Linear {
     }
 }
 
+/// Samples per inner block: the buffer holds the history plus one block, sized once, so that
+/// processing allocates nothing whatever the caller's block sizes.
+const BLOCK: usize = 256;
+
 /// Streaming FIR evaluation with a history of the last `N - 1` inputs.
 pub struct LinearProcessor<T: Real> {
     w: Vec<T>,
@@ -37,11 +41,13 @@ pub struct LinearProcessor<T: Real> {
 
 impl<T: Real> LinearProcessor<T> {
     pub fn new(m: &Linear) -> Self {
-        let n = m.weights.len();
+        let hist = m.weights.len().saturating_sub(1);
+        let mut buf = Vec::with_capacity(hist + BLOCK);
+        buf.resize(hist, T::zero());
         LinearProcessor {
             w: cast_vec(&m.weights),
             b: T::from_f64_lossy(m.bias.as_ref().map_or(0.0, |b| b[0])),
-            buf: vec![T::zero(); n.saturating_sub(1)],
+            buf,
         }
     }
 }
@@ -50,13 +56,15 @@ impl<T: Real> Processor<T> for LinearProcessor<T> {
     fn process(&mut self, input: &[T], output: &mut [T]) {
         assert_eq!(input.len(), output.len(), "input and output lengths differ");
         let hist = self.w.len().saturating_sub(1);
-        self.buf.extend_from_slice(input);
-        for (t, o) in output.iter_mut().enumerate() {
-            let window = &self.buf[t..t + self.w.len()];
-            *o = self.b + window.iter().zip(&self.w).map(|(&x, &w)| x * w).sum::<T>();
+        for (xs, ys) in input.chunks(BLOCK).zip(output.chunks_mut(BLOCK)) {
+            self.buf.extend_from_slice(xs);
+            for (t, o) in ys.iter_mut().enumerate() {
+                let window = &self.buf[t..t + self.w.len()];
+                *o = self.b + window.iter().zip(&self.w).map(|(&x, &w)| x * w).sum::<T>();
+            }
+            let len = self.buf.len();
+            self.buf.drain(..len - hist);
         }
-        let len = self.buf.len();
-        self.buf.drain(..len - hist);
     }
 
     fn reset(&mut self) {

@@ -1,7 +1,8 @@
 //! Neural network models of audio effects: their values (weights and settings) and their
 //! forward passes.
 //!
-//! A [`Model`] is a [`Network`] plus the sample rate it was trained at. Networks store their
+//! A [`Network`] is one of the supported architectures, free of any file format (the file a
+//! network came from is [`crate::formats::ModelFile`]). Networks store their
 //! weights in f64 (the exact values read from the file) and run in f64 or f32 through the
 //! generic [`Real`] trait. Streaming processors ([`Processor`]) keep the recurrent state or
 //! convolution history between blocks, so that processing consecutive blocks gives exactly the
@@ -10,7 +11,6 @@
 pub mod activations;
 pub(crate) mod fastmath;
 pub mod linear;
-pub mod oversample;
 pub mod rnn;
 pub mod rnn_train;
 pub mod wavenet;
@@ -106,22 +106,12 @@ pub enum Network {
     Linear(Linear),
 }
 
-/// A model: a network and the sample rate it expects.
-#[derive(Clone, Debug)]
-pub struct Model {
-    /// The network's weights and settings.
-    pub network: Network,
-    /// Sample rate in Hz the model was trained at, when the file states one.
-    pub sample_rate: Option<f64>,
-    /// Everything the file held besides the weights, kept so that saving is lossless.
-    pub source: crate::formats::Source,
-}
-
 /// A streaming processor: runs a network block by block, keeping its state in between.
 pub trait Processor<T: Real>: Send {
     /// Processes `input` into `output` (same length), continuing from the current state.
     fn process(&mut self, input: &[T], output: &mut [T]);
-    /// Returns to the initial state (zero history, or the file's initial state).
+    /// Returns to the initial state (WaveNets: the history after `receptive_field - 1` zero
+    /// inputs; recurrent networks: the zero state or the file's initial state).
     fn reset(&mut self);
 }
 
@@ -281,22 +271,5 @@ impl Network {
                 self.num_params()
             ))),
         }
-    }
-}
-
-impl Model {
-    /// The model's sample rate, or, when the file states none, the rate its format's plugins
-    /// assume (GuitarML: 44.1 kHz, NAM: 48 kHz); the flag says whether it was assumed.
-    pub fn rate_or_default(&self) -> (f64, bool) {
-        match (self.sample_rate, self.source.format) {
-            (Some(r), _) => (r, false),
-            (None, crate::formats::Format::GuitarMl) => (44100.0, true),
-            (None, crate::formats::Format::Nam) => (48000.0, true),
-        }
-    }
-
-    /// Runs the model over `input` from its initial state (see [`Network::process`]).
-    pub fn process<T: Real>(&self, input: &[T]) -> Vec<T> {
-        self.network.process(input)
     }
 }

@@ -418,7 +418,8 @@ pub struct WaveNetProcessor<T: Real> {
 const BLOCK: usize = 256;
 
 impl<T: Real> WaveNetProcessor<T> {
-    /// A processor with zero history.
+    /// A processor in its initial state: the history after `receptive_field - 1` zero inputs
+    /// (see the type's documentation), as NAM pads the input.
     pub fn new(net: &WaveNet) -> Self {
         let arrays: Vec<PackedArray<T>> = net
             .layer_arrays

@@ -7,7 +7,8 @@
 //! `context = receptive_field - 1`, gives `n` outputs `y[t]`, each computed from the
 //! `receptive_field` input samples ending at `x[t + context]` (no zero padding: the frame is fed
 //! with its preceding context, as in the fine-tuning schedule). This equals the streaming
-//! processor run over `x` from zero history, restricted to its last `n` outputs.
+//! processor run over `x` from its initial state, restricted to its last `n` outputs (the
+//! first `receptive_field - 1` samples of `x` play the part of the processor's padding).
 //!
 //! Per layer array (channels `C`, `M = C`, or `2C` when gated), with `R₀ = rechannel(input)`
 //! and `H` the head sum (zero for the first array, the previous array's `head_rechannel` output

@@ -36,7 +36,7 @@ use crate::loss::{BatchLoss, FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
 use crate::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
 use crate::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
 use crate::models::{cast_vec, Network, Real};
-use crate::{Error, Result};
+use crate::{Error, ModelFile, Result};
 
 /// Arithmetic precision of the student during training (the teacher and the loss are f64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -52,7 +52,6 @@ pub enum Precision {
 #[derive(Clone, Debug)]
 pub struct FinetuneConfig {
     pub seed: u64,
-    pub sample_rate: f64,
     pub tones_per_epoch: usize,
     pub batch_size: Option<usize>,
     pub tone_seconds: Option<f64>,
@@ -80,7 +79,6 @@ impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
             seed: 0,
-            sample_rate: 44100.0,
             tones_per_epoch: 1600,
             batch_size: None,
             tone_seconds: None,
@@ -190,11 +188,10 @@ fn check_settings(c: &FinetuneConfig) -> Result<()> {
 }
 
 impl Schedule {
-    /// Resolves `config` for `net`, checking every setting first (ranges, and the memory a
-    /// batch needs against the machine's).
-    pub fn new(net: &Network, config: &FinetuneConfig) -> Result<Self> {
+    /// Resolves `config` for `net` at sample rate `fs`, checking every setting first (ranges,
+    /// and the memory a batch needs against the machine's).
+    pub fn new(net: &Network, fs: f64, config: &FinetuneConfig) -> Result<Self> {
         check_settings(config)?;
-        let fs = config.sample_rate;
         if !(fs.is_finite()
             && fs.fract() == 0.0
             && fs >= EVAL_MIN_RATE
@@ -444,6 +441,8 @@ struct Batch {
 
 /// A fine-tuning run in progress.
 pub struct Finetuner {
+    /// The rate the teacher was trained at; tones, analysis and the loss use it.
+    sample_rate: f64,
     teacher: Network,
     student: Network,
     config: FinetuneConfig,
@@ -464,18 +463,27 @@ pub struct Finetuner {
 }
 
 impl Finetuner {
-    /// Starts a run: the student is a copy of `teacher`.
-    pub fn new(teacher: &Network, config: FinetuneConfig) -> Result<Self> {
+    /// Starts a run on a model file: the student is a copy of its network, trained at the
+    /// rate the file states or, when it states none, its format's plugins' rate
+    /// ([`ModelFile::rate_or_default`]).
+    pub fn for_file(teacher: &ModelFile, config: FinetuneConfig) -> Result<Self> {
+        Self::new(&teacher.network, teacher.rate_or_default().0, config)
+    }
+
+    /// Starts a run at sample rate `sample_rate` (the rate the teacher was trained at): the
+    /// student is a copy of `teacher`.
+    pub fn new(teacher: &Network, sample_rate: f64, config: FinetuneConfig) -> Result<Self> {
         teacher.check_finite()?;
-        let schedule = Schedule::new(teacher, &config)?;
-        let fs = config.sample_rate;
+        let fs = sample_rate;
+        let schedule = Schedule::new(teacher, fs, &config)?;
         Ok(Finetuner {
+            sample_rate: fs,
             student: teacher.clone(),
             loss: FineTuneLoss::new(fs, config.weights, config.pre_emphasis)?,
             analyzer: HarmonicAnalyzer::new(schedule.analysed, fs)?,
             validation: Validation::new(teacher, fs, config.validation_stride)?,
             adam: Adam::new(teacher.num_params(), config.adam),
-            tones: ToneGenerator::new(config.seed).below(0.45 * config.sample_rate),
+            tones: ToneGenerator::new(config.seed).below(0.45 * fs),
             teacher: teacher.clone(),
             schedule,
             config,
@@ -514,7 +522,7 @@ impl Finetuner {
         format!(
             "seed={} fs={} tones={} sched={:?} w={:?} pre={:?} adam={:?} prec={:?} threads={} val={} teacher={:e}/{}",
             c.seed,
-            c.sample_rate,
+            self.sample_rate,
             c.tones_per_epoch,
             self.schedule,
             c.weights,
@@ -563,8 +571,7 @@ impl Finetuner {
         self.check_checkpoint(ck)?;
         self.student.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
-        self.tones =
-            ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.config.sample_rate);
+        self.tones = ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.sample_rate);
         self.step = ck.step;
         self.epoch = ck.epoch;
         self.batch_in_epoch = ck.batch_in_epoch;
@@ -591,7 +598,7 @@ impl Finetuner {
 
     /// A fresh tone generator of this run.
     fn tone_generator(&self) -> ToneGenerator {
-        ToneGenerator::new(self.config.seed).below(0.45 * self.config.sample_rate)
+        ToneGenerator::new(self.config.seed).below(0.45 * self.sample_rate)
     }
 
     /// Checks a checkpoint's fields against each other and against this run: the network's
@@ -652,7 +659,7 @@ impl Finetuner {
 
     /// Draws the next batch of tones and builds their alias-free teacher targets.
     fn next_batch(&mut self) -> Result<Batch> {
-        let fs = self.config.sample_rate;
+        let fs = self.sample_rate;
         let tones: Vec<Tone> = self.tones.tones(self.schedule.batch);
         let len = self.schedule.tone_len;
         let analyzer = &self.analyzer;
@@ -1079,13 +1086,12 @@ mod tests {
             .unwrap()
             .network;
         let config = FinetuneConfig {
-            sample_rate: 16000.0,
             frame_seconds: Some(0.25),
             pre_emphasis: PreEmphasis::None,
             validation_stride: 88,
             ..FinetuneConfig::default()
         };
-        let mut t = Finetuner::new(&net, config).unwrap();
+        let mut t = Finetuner::new(&net, 16000.0, config).unwrap();
         let before = t.student.params();
         let target: Vec<f64> = (0..4096).map(|i| (i as f64 * 0.05).sin()).collect();
         let pred = vec![0.0; 4096];

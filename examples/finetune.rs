@@ -1,0 +1,36 @@
+//! Fine-tuning from Rust: anti-alias a model file and save the student in the same format.
+//!
+//! `cargo run --release --example finetune -- MODEL OUT [STEPS]`
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use dealias::train::adam::AdamConfig;
+use dealias::train::finetune::{FinetuneConfig, Finetuner};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(input), Some(output)) = (args.next(), args.next()) else {
+        return Err("usage: finetune MODEL OUT [STEPS]".into());
+    };
+    let steps: u64 = args.next().map_or(Ok(3000), |s| s.parse())?;
+
+    let model = dealias::load_model(&PathBuf::from(input))?;
+    let config = FinetuneConfig {
+        max_steps: Some(steps),
+        adam: AdamConfig {
+            lr: 2e-3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // The rate comes from the file (or its format's plugins' rate when it states none).
+    let mut tuner = Finetuner::for_file(&model, config)?;
+    let out = tuner.run(&AtomicBool::new(false), &mut |_event| {})?; // events: steps, validations
+    let (fs, _assumed) = model.rate_or_default();
+    let summary = dealias::eval::summary::before_after(&model.network, &out.best, fs)?;
+    println!("{}", summary.table());
+    let student = model.with_network(out.best);
+    dealias::formats::save_model_with_note(&student, output.as_ref(), None)?;
+    Ok(())
+}
