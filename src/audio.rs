@@ -1,10 +1,19 @@
-//! WAV input and output for the command line and the library: mono reading of 16/24/32-bit
+//! WAV input and output for the command line and the library: mono reading of 8/16/24/32-bit
 //! integer and 32/64-bit float files (one channel picked from multichannel files), and atomic
 //! 32-bit float writing.
+//!
+//! Reading is a small RIFF parser of our own over the file's bytes (read with
+//! [`crate::io::read_regular_file`], so never from a FIFO or device and never more than the
+//! machine's memory allows): every malformed header — truncated, 0 Hz, 0 channels, sizes that
+//! contradict each other, compressed encodings — is an error that says what is wrong, and the
+//! parser is fuzzed (`tests/fuzz_readers.rs`).
 
 use std::path::Path;
 
 use crate::{Error, Result};
+
+/// Highest sample rate a WAV header may state (higher values are corrupt headers).
+pub const MAX_WAV_RATE: u32 = 1_000_000;
 
 /// A mono signal read from a WAV file.
 #[derive(Clone, Debug)]
@@ -30,65 +39,219 @@ impl MonoAudio {
             )
         })
     }
+
+    /// Duration in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.sample_rate)
+    }
+}
+
+/// Largest WAV file read: RIFF sizes are 32-bit, so a valid file is at most 4 GiB (and at
+/// most half the machine's memory, leaving room for the decoded samples).
+fn max_wav_bytes() -> u64 {
+    let (mem, _) = crate::limits::machine_memory();
+    (mem / 2).min((u32::MAX as u64) + 8)
 }
 
 /// Reads one channel of a WAV file. Multichannel files need `channel` (0-based).
 pub fn read_mono(path: &Path, channel: Option<usize>) -> Result<MonoAudio> {
-    let err = |m: String| Error::Audio(format!("{}: {m}", path.display()));
-    let mut reader = match hound::WavReader::open(path) {
-        Ok(r) => r,
-        Err(e) => {
-            // hound does not read 64-bit float files; those are parsed here.
-            if let Some((nch, rate)) = f64_wav_header(path) {
-                let ch = pick_channel(channel, nch as usize).map_err(err)?;
-                return read_f64_wav(path, ch, nch as usize, rate);
-            }
-            return Err(err(e.to_string()));
+    let bytes = crate::io::read_regular_file(path, max_wav_bytes(), "WAV")?;
+    parse_wav(&bytes, channel).map_err(|m| Error::Audio(format!("{}: {m}", path.display())))
+}
+
+/// The sample encoding of a WAV file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Int(u16),
+    Float(u16),
+}
+
+/// The `fmt ` chunk's facts that decoding needs.
+#[derive(Clone, Copy, Debug)]
+struct WavFormat {
+    encoding: Encoding,
+    channels: u16,
+    rate: u32,
+    block_align: usize,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Parses a `fmt ` chunk body.
+fn parse_fmt(f: &[u8]) -> std::result::Result<WavFormat, String> {
+    if f.len() < 16 {
+        return Err(format!(
+            "the fmt chunk has {} bytes, fewer than the 16 of a WAV format header",
+            f.len()
+        ));
+    }
+    let mut tag = u16_at(f, 0);
+    let channels = u16_at(f, 2);
+    let rate = u32_at(f, 4);
+    let block_align = u16_at(f, 12) as usize;
+    let bits = u16_at(f, 14);
+    if tag == 0xFFFE {
+        // WAVE_FORMAT_EXTENSIBLE: the real format tag starts the sub-format GUID.
+        if f.len() < 40 {
+            return Err(format!(
+                "the extensible fmt chunk has {} bytes, fewer than 40",
+                f.len()
+            ));
+        }
+        tag = u16_at(f, 24);
+    }
+    if channels == 0 {
+        return Err("the header says the file has 0 channels".into());
+    }
+    if rate == 0 || rate > MAX_WAV_RATE {
+        return Err(format!(
+            "the header states a sample rate of {rate} Hz; WAV files between 1 and {MAX_WAV_RATE} \
+             Hz are read (the header is corrupt)"
+        ));
+    }
+    let encoding = match (tag, bits) {
+        (1, 8 | 16 | 24 | 32) => Encoding::Int(bits),
+        (3, 32 | 64) => Encoding::Float(bits),
+        (1, b) => return Err(format!("unsupported {b}-bit integer samples")),
+        (3, b) => return Err(format!("unsupported {b}-bit float samples")),
+        (t, _) => {
+            return Err(format!(
+                "unsupported WAV encoding (format tag 0x{t:04x}, compressed audio); convert it \
+                 to 16/24/32-bit PCM or 32/64-bit float"
+            ))
         }
     };
-    let spec = reader.spec();
-    let nch = spec.channels as usize;
-    let ch = pick_channel(channel, nch).map_err(err)?;
-    let (samples, format, full): (Vec<f64>, String, f64) = match spec.sample_format {
-        hound::SampleFormat::Int => {
-            let bits = spec.bits_per_sample;
-            if !(8..=32).contains(&bits) {
-                return Err(err(format!("unsupported {bits}-bit integer samples")));
+    let expected = channels as usize * (bits as usize / 8);
+    if block_align != expected {
+        return Err(format!(
+            "the header's block size is {block_align} bytes, but {channels} channel(s) of \
+             {bits}-bit samples take {expected} (the header is corrupt)"
+        ));
+    }
+    Ok(WavFormat {
+        encoding,
+        channels,
+        rate,
+        block_align,
+    })
+}
+
+/// Decodes one channel of a WAV file held in `bytes` (see [`read_mono`]). Errors are
+/// messages about the file's content, without its name.
+pub fn parse_wav(bytes: &[u8], channel: Option<usize>) -> std::result::Result<MonoAudio, String> {
+    if bytes.len() < 12 {
+        return Err(format!(
+            "is {} bytes long, too short to be a WAV file (its header alone has 44 bytes)",
+            bytes.len()
+        ));
+    }
+    match &bytes[0..4] {
+        b"RIFF" => {}
+        b"RF64" => return Err("RF64 WAV files (over 4 GB) are not supported".into()),
+        b"RIFX" => return Err("big-endian (RIFX) WAV files are not supported".into()),
+        _ => return Err("is not a WAV file (it does not start with \"RIFF\")".into()),
+    }
+    if &bytes[8..12] != b"WAVE" {
+        return Err("is a RIFF file but not a WAV file (no \"WAVE\" form type)".into());
+    }
+    let mut fmt: Option<WavFormat> = None;
+    let mut at = 12usize;
+    while bytes.len().saturating_sub(at) >= 8 {
+        let id = &bytes[at..at + 4];
+        let size = u32_at(bytes, at + 4) as usize;
+        let body = at + 8;
+        let available = bytes.len() - body;
+        match id {
+            b"fmt " => {
+                if size > available {
+                    return Err(format!(
+                        "the fmt chunk declares {size} bytes but the file ends after {available}: \
+                         the file is truncated"
+                    ));
+                }
+                fmt = Some(parse_fmt(&bytes[body..body + size])?);
             }
+            b"data" => {
+                let f = fmt.ok_or("the data chunk comes before the fmt chunk (corrupt header)")?;
+                if size > available {
+                    return Err(format!(
+                        "the data chunk declares {size} bytes of audio but only {available} \
+                         follow: the file is truncated (an interrupted recording or copy?)"
+                    ));
+                }
+                return decode(&bytes[body..body + size], f, channel);
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        at = body.saturating_add(size).saturating_add(size & 1);
+    }
+    Err(match fmt {
+        None => "has no fmt chunk: the file ends before its format is stated (truncated?)".into(),
+        Some(_) => "has no data chunk: the file ends before any audio (truncated?)".into(),
+    })
+}
+
+/// Decodes channel `channel` of interleaved sample data.
+fn decode(
+    data: &[u8],
+    f: WavFormat,
+    channel: Option<usize>,
+) -> std::result::Result<MonoAudio, String> {
+    let nch = f.channels as usize;
+    let ch = pick_channel(channel, nch)?;
+    let frames = data.len() / f.block_align;
+    crate::limits::ensure_fits(frames as f64 * 8.0, &format!("decoding {frames} samples"))
+        .map_err(|e| e.to_string())?;
+    let width = f.block_align / nch;
+    let sample = |i: usize| &data[i * f.block_align + ch * width..][..width];
+    let (samples, format, full): (Vec<f64>, String, f64) = match f.encoding {
+        Encoding::Int(bits) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            let s = reader
-                .samples::<i32>()
-                .skip(ch)
-                .step_by(nch)
-                .map(|v| v.map(|v| v as f64 * scale))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| err(e.to_string()))?;
+            let s = (0..frames)
+                .map(|i| {
+                    let b = sample(i);
+                    let v = match bits {
+                        // 8-bit WAV is unsigned, centred on 128.
+                        8 => i32::from(b[0]) - 128,
+                        16 => i32::from(i16::from_le_bytes([b[0], b[1]])),
+                        24 => i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8,
+                        _ => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    };
+                    f64::from(v) * scale
+                })
+                .collect();
             // Full scale is the most negative code or the most positive one.
             (s, format!("{bits}-bit int"), 1.0 - scale)
         }
-        hound::SampleFormat::Float => {
-            let s = match spec.bits_per_sample {
-                32 => reader
-                    .samples::<f32>()
-                    .skip(ch)
-                    .step_by(nch)
-                    .map(|v| v.map(f64::from))
-                    .collect::<std::result::Result<Vec<_>, _>>(),
-                64 => return read_f64_wav(path, ch, nch, spec.sample_rate),
-                b => return Err(err(format!("unsupported {b}-bit float samples"))),
+        Encoding::Float(bits) => {
+            let s: Vec<f64> = (0..frames)
+                .map(|i| {
+                    let b = sample(i);
+                    if bits == 32 {
+                        f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    } else {
+                        f64::from_le_bytes(b.try_into().expect("8-byte sample"))
+                    }
+                })
+                .collect();
+            if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+                return Err(format!("sample {i} is not finite"));
             }
-            .map_err(|e| err(e.to_string()))?;
-            (s, "32-bit float".into(), 1.0)
+            (s, format!("{bits}-bit float"), 1.0)
         }
     };
-    if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
-        return Err(err(format!("sample {i} is not finite")));
-    }
     let clipped = samples.iter().filter(|v| v.abs() >= full).count();
     Ok(MonoAudio {
         samples,
-        sample_rate: spec.sample_rate,
-        channels: spec.channels,
+        sample_rate: f.rate,
+        channels: f.channels,
         format,
         clipped,
     })
@@ -106,62 +269,6 @@ fn pick_channel(channel: Option<usize>, nch: usize) -> std::result::Result<usize
             "has {n} channels; pick one with --channel N (0 = left, 1 = right)"
         )),
     }
-}
-
-/// `(channels, sample rate)` when `path` is a 64-bit IEEE float WAV.
-fn f64_wav_header(path: &Path) -> Option<(u16, u32)> {
-    let bytes = std::fs::read(path).ok()?;
-    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
-        return None;
-    }
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
-        if &bytes[at..at + 4] == b"fmt " {
-            let f = bytes.get(at + 8..at + 24)?;
-            let tag = u16::from_le_bytes([f[0], f[1]]);
-            let nch = u16::from_le_bytes([f[2], f[3]]);
-            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
-            let bits = u16::from_le_bytes([f[14], f[15]]);
-            return ((tag == 3 || tag == 0xFFFE) && bits == 64 && nch > 0).then_some((nch, rate));
-        }
-        at = at + 8 + len + (len & 1);
-    }
-    None
-}
-
-/// 64-bit float WAV (hound reads only 32-bit floats): parse the `data` chunk by hand.
-fn read_f64_wav(path: &Path, ch: usize, nch: usize, rate: u32) -> Result<MonoAudio> {
-    let err = |m: &str| Error::Audio(format!("{}: {m}", path.display()));
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        let body = at + 8;
-        if id == b"data" {
-            let end = body.saturating_add(len).min(bytes.len());
-            let samples: Vec<f64> = bytes[body..end]
-                .chunks_exact(8)
-                .skip(ch)
-                .step_by(nch)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
-                return Err(err(&format!("sample {i} is not finite")));
-            }
-            let clipped = samples.iter().filter(|v| v.abs() >= 1.0).count();
-            return Ok(MonoAudio {
-                samples,
-                sample_rate: rate,
-                channels: nch as u16,
-                format: "64-bit float".into(),
-                clipped,
-            });
-        }
-        at = body + len + (len & 1);
-    }
-    Err(err("no data chunk"))
 }
 
 /// Writes a mono 32-bit float WAV atomically.
@@ -261,5 +368,74 @@ mod tests {
             Ok(a) => assert_eq!(a.samples, data.to_vec()),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// A PCM WAV header (tag, channels, rate, bits) followed by `data` as the data chunk.
+    fn wav_bytes(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
+        let align = channels * bits / 8;
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&((36 + data.len()) as u32).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&channels.to_le_bytes());
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * align as u32).to_le_bytes());
+        b.extend_from_slice(&align.to_le_bytes());
+        b.extend_from_slice(&bits.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn eight_bit_wav_is_unsigned() {
+        let a = parse_wav(&wav_bytes(1, 1, 8000, 8, &[128, 192, 0, 255]), None).unwrap();
+        assert_eq!(a.samples, vec![0.0, 0.5, -1.0, 127.0 / 128.0]);
+        assert_eq!(a.clipped, 2);
+    }
+
+    /// Every malformed header gets a message saying what is wrong (hound said "Failed to read
+    /// enough bytes." for all of them, and accepted 0 Hz, which later divided by zero).
+    #[test]
+    fn malformed_headers_are_explained() {
+        let good = wav_bytes(1, 1, 44100, 16, &[0, 0, 1, 0]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (Vec::new(), "is 0 bytes long, too short to be a WAV file"),
+            (
+                good[..30].to_vec(),
+                "the fmt chunk declares 16 bytes but the file ends after 10",
+            ),
+            (good[..40].to_vec(), "has no data chunk"),
+            (
+                good[..46].to_vec(),
+                "the data chunk declares 4 bytes of audio but only 2 follow",
+            ),
+            (wav_bytes(1, 1, 0, 16, &[]), "sample rate of 0 Hz"),
+            (
+                wav_bytes(1, 1, u32::MAX / 4, 16, &[]),
+                "the header is corrupt",
+            ),
+            (wav_bytes(1, 0, 44100, 16, &[]), "0 channels"),
+            (wav_bytes(2, 1, 44100, 16, &[]), "format tag 0x0002"),
+            (
+                wav_bytes(1, 1, 44100, 12, &[]),
+                "unsupported 12-bit integer",
+            ),
+            (b"RIFX\0\0\0\0WAVE".to_vec(), "big-endian"),
+            (b"OggS\0\0\0\0\0\0\0\0".to_vec(), "is not a WAV file"),
+        ];
+        for (bytes, expect) in cases {
+            let e = parse_wav(&bytes, None).unwrap_err();
+            assert!(e.contains(expect), "expected {expect:?}, got {e:?}");
+        }
+        let mut bad_align = good.clone();
+        bad_align[32] = 3;
+        let e = parse_wav(&bad_align, None).unwrap_err();
+        assert!(e.contains("block size is 3 bytes"), "{e}");
+        let nan = wav_bytes(3, 1, 48000, 32, &f32::NAN.to_le_bytes());
+        assert!(parse_wav(&nan, None).unwrap_err().contains("not finite"));
     }
 }

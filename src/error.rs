@@ -18,14 +18,25 @@ pub enum Error {
     /// An argument is out of range or inconsistent.
     #[error("{0}")]
     InvalidArgument(String),
-    /// An I/O failure with the path it concerns. The OS error is part of the message and
-    /// deliberately not a `source()`: error reporters that print the chain (`{:#}`) would
-    /// otherwise repeat it.
+    /// A setting of a configuration is out of range. `name` is the setting's field name
+    /// (e.g. `batch_size`), which the command line translates into its option's name;
+    /// `message` states the accepted range.
+    #[error("{name}: {message}")]
+    Setting { name: &'static str, message: String },
+    /// An I/O failure with the path it concerns. The operating system's message is part of
+    /// this error's text and deliberately not its `source()`, so that printing the chain of
+    /// causes does not say it twice.
     #[error("{path}: {error}")]
     Io {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A file cannot be used as asked (its kind, its size, or it would overwrite another).
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    /// A checkpoint is corrupt, altered, or does not fit this run.
+    #[error("{0}")]
+    Checkpoint(String),
     /// Training stopped because the loss or a weight became NaN/Inf.
     #[error("{0}")]
     NonFinite(String),
@@ -39,10 +50,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// An I/O error on `path`.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            error: source,
+            error,
         }
     }
 }

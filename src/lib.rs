@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod io;
+pub mod limits;
 pub mod loss;
 pub mod models;
 pub mod train;

@@ -259,3 +259,57 @@ fn conditioned_model_trains_across_its_knob_range() {
     let mut other = Finetuner::new(&net, 16000.0, cfg).unwrap();
     assert!(other.resume(&ck).is_err());
 }
+
+/// A checkpoint whose fields do not fit this run is refused with a message naming the
+/// field, even with a valid checksum: counters off a batch boundary, a tone generator at
+/// another position, a parameter vector of another network.
+#[test]
+fn resume_checks_the_checkpoint_against_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = small_model("guitarml_lstm5x2_skip_bias").network;
+    let mut cfg = config(dir.path());
+    cfg.max_steps = Some(4);
+    run(&net, cfg.clone(), None);
+    let good = Checkpoint::load(&dir.path().join("ck.json")).unwrap();
+    let refuse = |edit: &dyn Fn(&mut Checkpoint), expect: &str| {
+        let mut ck = good.clone();
+        edit(&mut ck);
+        // Through the file format, so that the checksum is valid and only the checks refuse.
+        let err = match Checkpoint::from_bytes(&ck.to_bytes().unwrap()) {
+            Err(e) => e,
+            Ok(ck) => {
+                let mut t = Finetuner::new(&net, 16000.0, cfg.clone()).unwrap();
+                t.resume(&ck).unwrap_err().to_string()
+            }
+        };
+        assert!(err.contains(expect), "expected {expect:?}, got {err:?}");
+    };
+    refuse(
+        &|c| {
+            c.step = 5;
+            c.adam.step = 5;
+        },
+        "step 5 is not the end of batch",
+    );
+    refuse(
+        &|c| c.rng.word_pos += 2,
+        "the tone generator's position does not match",
+    );
+    refuse(
+        &|c| c.batch_in_epoch = 7,
+        "at batch 7 of an epoch of 2 batches",
+    );
+    refuse(&|c| c.adam.config.lr = 1.0, "Adam settings");
+    refuse(
+        &|c| {
+            c.epoch = usize::MAX / 8;
+            c.history.clear();
+            c.best_score = None;
+            c.best_params = None;
+            c.epochs_without_improvement = 0;
+        },
+        "the counters are inconsistent",
+    );
+    let mut t = Finetuner::new(&net, 16000.0, cfg.clone()).unwrap();
+    t.resume(&good).unwrap();
+}

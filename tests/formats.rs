@@ -322,3 +322,21 @@ fn streaming_matches_one_call() {
         assert_eq!(again, whole, "reset: {}", path.display());
     }
 }
+
+/// A GuitarML file missing its head is reported as missing `lin.weight` (before: "state_dict
+/// has an unexpected tensor \"\"").
+#[test]
+fn a_missing_head_is_named() {
+    let path = data("reference/guitarml_lstm4x1_noskip_nobias/guitarml_lstm4x1_noskip_nobias.json");
+    let mut doc = parse_file(&path);
+    doc["state_dict"]
+        .as_object_mut()
+        .unwrap()
+        .remove("lin.weight");
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    let err = load_model_from_bytes(&bytes, Some(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lin.weight"), "{err}");
+    assert!(!err.contains("\"\""), "{err}");
+}

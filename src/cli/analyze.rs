@@ -4,12 +4,16 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use serde_json::json;
 
 use crate::eval::plots::{save_spectrum, spectrum_db};
 use crate::eval::report::{db, num};
 use crate::eval::sine_set::analyze_tone;
 use crate::loss::metrics::SineSetAnalyzer;
+
+/// Lowest fundamental analysed: the bottom of the audible range (the sine set starts at 27.5 Hz).
+const MIN_F0: f64 = 20.0;
 
 /// Arguments of `dealias analyze`.
 #[derive(Debug, clap::Args)]
@@ -32,14 +36,53 @@ pub struct Args {
 
 /// Runs `dealias analyze`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Harmonics of lower fundamentals crowd into the analysis window's main lobe (and their
+    // number, the work, grows as 1/f0).
+    if !(args.f0 >= MIN_F0 && args.f0.is_finite()) {
+        anyhow::bail!(
+            "--f0 {}: the fundamental must be a finite frequency of at least {MIN_F0} Hz (and below \
+             half the file's sample rate)",
+            args.f0
+        );
+    }
+    let _locks = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
+            let set = crate::io::Outputs::new()
+                .input(&args.tone, "TONE.wav")
+                .output(&dir.join("spectrum.svg"), "--out")
+                .output(&dir.join("spectrum.png"), "--out");
+            Some(set.claim()?)
+        }
+        None => None,
+    };
     let audio = crate::audio::read_mono(&args.tone, args.channel)?;
     let fs = audio.sample_rate as f64;
-    if !(args.f0 > 0.0 && args.f0 < fs / 2.0) {
-        anyhow::bail!("--f0 must lie in (0, {}) Hz", fs / 2.0);
+    if args.f0 >= fs / 2.0 {
+        anyhow::bail!(
+            "--f0 {}: the fundamental must be below half the sample rate of {} ({} Hz)",
+            args.f0,
+            args.tone.display(),
+            fs / 2.0
+        );
+    }
+    if audio.sample_rate % 2 != 0 {
+        anyhow::bail!(
+            "{}: its sample rate, {fs} Hz, is odd; the analysis of one second needs an even number \
+             of samples",
+            args.tone.display()
+        );
+    }
+    if audio.seconds() < 1.0 {
+        anyhow::bail!(
+            "{} is {:.3} s long ({} samples at {fs} Hz); the analysis needs at least one second",
+            args.tone.display(),
+            audio.seconds(),
+            audio.samples.len()
+        );
     }
     let (m, harmonics) = analyze_tone(&audio.samples, fs, args.f0)?;
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)?;
         let an = SineSetAnalyzer::new(fs)?;
         let spec = spectrum_db(an.analyzer(), &audio.samples)?;
         let marks: Vec<(f64, f64)> = harmonics

@@ -84,9 +84,16 @@ fn row_json(role: &str, r: &SineSetReport, audio: Option<&AudioMetrics>) -> Valu
 
 /// Runs `dealias compare`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.oversample == 0 {
-        bail!("--oversample must be at least 1");
-    }
+    super::check::count("--oversample", args.oversample, None)?;
+    super::check::rate("--rate", args.rate)?;
+    // Levels beyond ±120 dB are not recordings at a reduced level but a mistake.
+    super::check::in_range(
+        "--reference-gain-db",
+        args.reference_gain_db,
+        -120.0,
+        120.0,
+        " dB",
+    )?;
     if !args.reference.is_empty() && args.reference.len() != args.audio.len() {
         bail!(
             "{} --reference files for {} --audio files: give one recording per clip",
@@ -104,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = RunOptions {
         oversample: args.oversample,
     };
+    super::measure::check_memory(fs, opts, 2)?;
     let tones = tones_at(&args.level)?;
     let pb = progress_bar(tones.len(), "sine set");
     let (rt, rs) = compare_sine_set(&teacher.network, &student.network, fs, opts, &tones, &|k| {
@@ -174,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         o.insert(
             "aggregation".into(),
-            json!("*_db: 10*log10(mean over the tones of the linear ratio); mean_of_db: mean of per-tone dB; null = -inf"),
+            json!(crate::eval::report::AGGREGATION_LEGEND),
         );
         o.insert("rows".into(), json!([teacher_row, student_row]));
         o.insert(

@@ -3,12 +3,14 @@
 //! JSON beside OUT) and a resumable checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::check;
 
 use crate::loss::{LossWeights, PreEmphasis};
 use crate::train::adam::AdamConfig;
@@ -102,8 +104,11 @@ pub struct Args {
     #[arg(long, default_value_t = 5.0)]
     pub checkpoint_minutes: f64,
     /// Continue from the checkpoint of an interrupted run with the same settings.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restart")]
     pub resume: bool,
+    /// Start afresh even though the checkpoint file exists (it is replaced).
+    #[arg(long)]
+    pub restart: bool,
     /// Every how many semitones of the evaluation sine set the validation uses.
     #[arg(long, default_value_t = 3)]
     pub validation_stride: usize,
@@ -136,18 +141,126 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Runs `dealias finetune`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Library settings and the options that set them (for [`check::name_settings`]).
+const SETTINGS: &[(&str, &str)] = &[
+    ("sample_rate", "the sample rate (the model's, or --rate)"),
+    ("batch_size", "--batch-size"),
+    ("batch_size/tone_seconds", "--batch-size / --tone-seconds"),
+    ("tone_seconds", "--tone-seconds"),
+    ("frame_seconds", "--frame-seconds"),
+    ("adam.lr", "--lr"),
+    ("weights.esr", "--esr-weight"),
+    ("weights.nmr", "--lambda"),
+    ("weights.dc", "--dc-weight"),
+    ("validation_stride", "--validation-stride"),
+    ("validate_every_batches", "--validate-every"),
+    ("max_epochs", "--epochs"),
+    ("patience", "--patience"),
+];
+
+/// Signal numbers as `usize` (what `signal_hook::flag::register_usize` stores).
+const SIGINT: usize = signal_hook::consts::SIGINT as usize;
+const SIGTERM: usize = signal_hook::consts::SIGTERM as usize;
+
+/// Installs the handlers of SIGINT (Ctrl-C) and SIGTERM: the first sets `stop` (the run ends
+/// at the next step with a checkpoint) and is remembered in the returned cell; a second one
+/// ends the process at once with status 128 + the signal (130 / 143), as a shell would.
+fn install_signal_handlers(stop: &Arc<AtomicBool>) -> anyhow::Result<Arc<AtomicUsize>> {
+    use signal_hook::flag;
+    let which = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        let s = sig as i32;
+        // Registered first, so it sees `stop` as it was before this signal set it.
+        flag::register_conditional_shutdown(s, 128 + s, stop.clone())
+            .and_then(|_| flag::register_usize(s, which.clone(), sig))
+            .and_then(|_| flag::register(s, stop.clone()))
+            .context("cannot install the signal handlers")?;
+    }
+    // Say at once that the signal was seen (a step can take seconds).
+    let (stop, seen) = (stop.clone(), which.clone());
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if stop.load(Ordering::SeqCst) {
+            eprintln!(
+                "\n{}: stopping after the current step and writing a checkpoint (send it again to quit at once)",
+                signal_name(seen.load(Ordering::SeqCst))
+            );
+            break;
+        }
+    });
+    Ok(which)
+}
+
+fn signal_name(sig: usize) -> &'static str {
+    match sig {
+        SIGINT => "interrupted (SIGINT)",
+        SIGTERM => "terminated (SIGTERM)",
+        _ => "stopped",
+    }
+}
+
+/// Runs `dealias finetune`. Exits with 130 (SIGINT) or 143 (SIGTERM) when interrupted, after
+/// saying what was written.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Every option first, before any file is read or written.
+    let max_duration = args
+        .minutes
+        .map(|m| check::minutes("--minutes", m))
+        .transpose()?;
+    let checkpoint_interval = check::minutes("--checkpoint-minutes", args.checkpoint_minutes)?;
+    if let Some(s) = args.steps {
+        check::count("--steps", s as usize, None)?;
+    }
+    check::count("--epochs", args.epochs, None)?;
+    check::count("--tones-per-epoch", args.tones_per_epoch, None)?;
+    if let Some(v) = args.validate_every {
+        check::count("--validate-every", v, None)?;
+    }
+    if let Some(t) = args.threads {
+        check::count(
+            "--threads",
+            t,
+            Some((
+                check::MAX_THREADS,
+                "more threads than that only cost memory",
+            )),
+        )?;
+    }
+    check::rate("--rate", args.sample_rate)?;
+
+    // Then the files: no output may be an input or another output, every folder must be
+    // writable, and each output is locked for this run.
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| default_output(&args.model));
-    crate::io::ensure_distinct(&args.model, &output)?;
-    let (model, fs) = super::load_with_rate(&args.model, args.sample_rate)?;
+    let report = with_suffix(&output, ".report.json");
     let checkpoint_path = args
         .checkpoint
         .clone()
         .unwrap_or_else(|| with_suffix(&output, ".checkpoint.json"));
+    let _locks = crate::io::Outputs::new()
+        .input(&args.model, "MODEL")
+        .output(&output, "the output model")
+        .output(&report, "the report")
+        .output(&checkpoint_path, "the checkpoint")
+        .claim()?;
+    let checkpoint_exists = checkpoint_path.exists();
+    if args.resume && !checkpoint_exists {
+        bail!(
+            "--resume: there is no checkpoint at {} (give the same -o / --checkpoint as the interrupted run)",
+            checkpoint_path.display()
+        );
+    }
+    if checkpoint_exists && !args.resume && !args.restart {
+        bail!(
+            "{} holds the checkpoint of an earlier run; continue that run with --resume, or start \
+             afresh with --restart (which replaces it)",
+            checkpoint_path.display()
+        );
+    }
+
+    let (model, fs) = super::load_with_rate(&args.model, args.sample_rate)?;
     let threads = args
         .threads
         .unwrap_or_else(rayon::current_num_threads)
@@ -182,33 +295,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         threads,
         max_steps: args.steps,
         max_epochs: Some(args.epochs),
-        max_duration: args.minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        max_duration,
         patience: (args.patience > 0).then_some(args.patience),
         validate_every_batches: args.validate_every,
         validation_stride: args.validation_stride,
         validation_knob_points: args.validation_knob_points,
         checkpoint_path: Some(checkpoint_path.clone()),
-        checkpoint_interval: Duration::from_secs_f64(args.checkpoint_minutes * 60.0),
+        checkpoint_interval,
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // First Ctrl-C: finish cleanly with a checkpoint; second: leave at once.
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupted: writing a checkpoint (Ctrl-C again to quit at once)");
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let signal = install_signal_handlers(&stop)?;
 
     let (outcome, teacher) = pool.install(|| -> anyhow::Result<_> {
-        let mut tuner = Finetuner::new(&model.network, fs, config.clone())?;
+        let mut tuner = Finetuner::new(&model.network, fs, config.clone())
+            .map_err(|e| check::name_settings(e, SETTINGS))?;
         if args.resume {
             let ck = Checkpoint::load(&checkpoint_path)?;
-            tuner.resume(&ck)?;
+            tuner
+                .resume(&ck)
+                .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
             super::notice(&format!(
                 "resuming from {} at step {}",
                 checkpoint_path.display(),
@@ -293,35 +399,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok((outcome, model.network.clone()))
     })?;
 
-    report_and_save(
+    let code = report_and_save(
         &args,
         &model,
         &teacher,
         &outcome,
-        &output,
-        &checkpoint_path,
+        [&output, &report, &checkpoint_path],
+        signal.load(Ordering::SeqCst),
         fs,
         &pool,
-    )
+    )?;
+    Ok(code)
 }
 
+/// Prints the summary and writes the report and the student (in that order, see
+/// [`crate::io::write_together`]); says what was written. Returns the exit status: 0, or
+/// 128 + the signal that interrupted the run.
 #[allow(clippy::too_many_arguments)]
 fn report_and_save(
     args: &Args,
     model: &crate::ModelFile,
     teacher: &crate::Network,
     outcome: &FinetuneOutcome,
-    output: &Path,
-    checkpoint_path: &Path,
+    [output, report, checkpoint_path]: [&Path; 3],
+    signal: usize,
     fs: f64,
     pool: &rayon::ThreadPool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     let why = match outcome.stop {
         StopReason::MaxSteps => "step limit reached",
         StopReason::MaxEpochs => "epoch limit reached",
         StopReason::TimeBudget => "time budget spent",
         StopReason::EarlyStopping => "validation stopped improving",
-        StopReason::Interrupted => "interrupted",
+        StopReason::Interrupted => signal_name(signal),
     };
     eprintln!(
         "stopped after {} steps, {} epochs, {:.1} min: {why}",
@@ -329,6 +439,26 @@ fn report_and_save(
         outcome.epochs,
         outcome.elapsed.as_secs_f64() / 60.0
     );
+    let code = if signal != 0 {
+        ExitCode::from(128 + signal as u8)
+    } else {
+        ExitCode::SUCCESS
+    };
+    if outcome.steps == 0 {
+        // The "student" would be a copy of the teacher: write nothing that could pass for a
+        // fine-tuned model, and drop the checkpoint of a run that never started.
+        let _ = std::fs::remove_file(checkpoint_path);
+        let msg = format!(
+            "no student was produced: the run ended before its first step; nothing was written \
+             ({} was not created)",
+            output.display()
+        );
+        if signal != 0 {
+            eprintln!("{msg}");
+            return Ok(code);
+        }
+        bail!("{msg}");
+    }
     // Conditioned models are summarised at the middle of the knob range.
     let (mut teacher, mut best) = (teacher.clone(), outcome.best.clone());
     if teacher.num_knobs() > 0 {
@@ -347,14 +477,20 @@ fn report_and_save(
         "seed": args.seed,
         "nmr_s_db": summary.student.nmr_s_db,
         "esr_t_db": summary.esr_t_db,
+        "complete": outcome.stop != StopReason::Interrupted,
     });
-    crate::formats::save_model_with_note(&student, output, Some(note))?;
-    let report = with_suffix(output, ".report.json");
+    let model_bytes = crate::formats::model_bytes(&student, Some(note))?;
     let mut json = summary.to_json();
     json["steps"] = outcome.steps.into();
     json["epochs"] = outcome.epochs.into();
     json["minutes"] = (outcome.elapsed.as_secs_f64() / 60.0).into();
     json["stop"] = why.into();
+    json["complete"] = (outcome.stop != StopReason::Interrupted).into();
+    // Ties the report to the model it describes (the report is written first).
+    json["model"] = serde_json::json!({
+        "file": output.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "checksum": crate::io::checksum(&model_bytes),
+    });
     json["validation"] = outcome
         .history
         .iter()
@@ -363,13 +499,18 @@ fn report_and_save(
                 "esr_t_mean_db": v.esr_t_db, "score": v.score})
         })
         .collect();
-    crate::io::write_atomic(&report, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    eprintln!("wrote {} and {}", output.display(), report.display());
+    let report_bytes = serde_json::to_string_pretty(&json)?.into_bytes();
+    crate::io::write_together(&[(report, &report_bytes), (output, &model_bytes)])?;
+    eprintln!("wrote {} and {}", report.display(), output.display());
     if outcome.stop == StopReason::Interrupted {
         eprintln!(
-            "the best student so far was written; continue with the same command and --resume (checkpoint {})",
+            "{}: {} is the best student of a partial run ({} steps), not a finished one; continue \
+             with the same command and --resume (checkpoint {})",
+            signal_name(signal),
+            output.display(),
+            outcome.steps,
             checkpoint_path.display()
         );
     }
-    Ok(())
+    Ok(code)
 }

@@ -78,14 +78,18 @@ pub(crate) fn print_row(name: &str, lin: f64, mean: f64) {
 
 /// Runs `dealias measure`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.oversample == 0 {
-        anyhow::bail!("--oversample must be at least 1");
-    }
-    let (mut model, fs) = super::load_with_rate(&args.model, args.rate)?;
+    super::check::count("--oversample", args.oversample, None)?;
+    super::check::rate("--rate", args.rate)?;
+    let tones = tones_at(&args.level)?;
     let opts = RunOptions {
         oversample: args.oversample,
     };
-    let tones = tones_at(&args.level)?;
+    let _locks = match &args.out {
+        Some(dir) => Some(claim_outputs(dir, &[&args.model])?),
+        None => None,
+    };
+    let (mut model, fs) = super::load_with_rate(&args.model, args.rate)?;
+    check_memory(fs, opts, 1)?;
     if let Some(points) = args.knob_grid {
         return measure_grid(&args, &mut model, fs, opts, &tones, points);
     }
@@ -216,6 +220,40 @@ fn measure_grid(
     Ok(())
 }
 
+/// Checks that the sine-set evaluation at `fs` with `opts` and `models` models fits in memory,
+/// naming the options that size it.
+pub(crate) fn check_memory(fs: f64, opts: RunOptions, models: usize) -> anyhow::Result<()> {
+    crate::eval::sine_set::check_memory(fs, opts, models).with_context(|| {
+        format!(
+            "--oversample {} at {fs} Hz (the model's rate, or --rate)",
+            opts.oversample
+        )
+    })
+}
+
+/// The files `measure --out DIR` writes.
+const OUT_FILES: [&str; 6] = [
+    "tones.csv",
+    "summary.json",
+    "nmr_s_vs_f0.svg",
+    "nmr_s_vs_f0.png",
+    "spectrum_2394Hz_-6dBFS.svg",
+    "spectrum_2394Hz_-6dBFS.png",
+];
+
+/// Creates `dir` and claims the files written into it (see [`crate::io::Outputs`]).
+fn claim_outputs(dir: &Path, inputs: &[&Path]) -> anyhow::Result<crate::io::OutputLocks> {
+    std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
+    let mut set = crate::io::Outputs::new();
+    for i in inputs {
+        set = set.input(i, "MODEL");
+    }
+    for f in OUT_FILES {
+        set = set.output(&dir.join(f), "--out");
+    }
+    Ok(set.claim()?)
+}
+
 fn write_outputs(
     dir: &Path,
     model: &ModelFile,
@@ -224,7 +262,6 @@ fn write_outputs(
     report: &SineSetReport,
     summary: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
     crate::io::write_atomic(&dir.join("tones.csv"), tones_csv(report).as_bytes())?;
     crate::io::write_atomic(
         &dir.join("summary.json"),

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod analyze;
 pub mod audit;
+mod check;
 pub mod compare;
 pub mod finetune;
 pub mod inspect;
@@ -45,16 +46,16 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect(a) => inspect::run(a),
-        Command::Process(a) => process::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Process(a) => process::run(a).map(|()| ExitCode::SUCCESS),
         Command::Finetune(a) => finetune::run(a),
-        Command::Measure(a) => measure::run(a),
-        Command::Compare(a) => compare::run(a),
-        Command::Analyze(a) => analyze::run(a),
-        Command::Audit(a) => audit::run(a),
+        Command::Measure(a) => measure::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Compare(a) => compare::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Audit(a) => audit::run(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -33,13 +33,11 @@ pub struct Args {
 
 /// Runs `dealias process`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    use crate::io::same_file;
-    if same_file(&args.input, &args.output) || same_file(&args.model, &args.output) {
-        bail!(
-            "{}: the output would overwrite an input file",
-            args.output.display()
-        );
-    }
+    let _locks = crate::io::Outputs::new()
+        .input(&args.model, "MODEL")
+        .input(&args.input, "IN.wav")
+        .output(&args.output, "OUT.wav")
+        .claim()?;
     let mut model = crate::load_model(&args.model)?;
     for n in &model.notices {
         super::notice(n);
@@ -48,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let audio = crate::audio::read_mono(&args.input, args.channel)?;
     if let Some(w) = audio.clipping_warning() {
         eprintln!("warning: {}: {w}", args.input.display());
+    }
+    if audio.samples.is_empty() {
+        bail!("{}: the file holds no samples", args.input.display());
     }
     let rate = audio.sample_rate as f64;
     match model.sample_rate {

@@ -119,6 +119,11 @@ impl HarmonicAnalyzer {
         if !(fs > 0.0 && fs.is_finite()) {
             return Err(Error::InvalidArgument(format!("bad sample rate {fs}")));
         }
+        // The window, the FFT's buffers and a frame being analysed.
+        crate::limits::ensure_fits(
+            n as f64 * 8.0 * 4.0,
+            &format!("a harmonic analysis of {n} samples"),
+        )?;
         let window = chebwin(n, ANALYSIS_WINDOW_DB, false);
         let window_sum = window.iter().sum();
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n);
@@ -180,9 +185,13 @@ impl HarmonicAnalyzer {
                 y.len()
             )));
         }
-        if !(f0 > 0.0 && f0 <= self.fs / 2.0) {
+        // Harmonics closer than one bin cannot be told apart; this also bounds their number
+        // (and the work, M window transforms of N points) by N / 2.
+        let bin = self.fs / self.n as f64;
+        if !(f0 >= bin && f0 <= self.fs / 2.0) {
             return Err(Error::InvalidArgument(format!(
-                "fundamental {f0} Hz outside (0, fs/2]"
+                "fundamental {f0} Hz outside [{bin}, {}] Hz (one analysis bin to Nyquist)",
+                self.fs / 2.0
             )));
         }
         let seg = &y[y.len() - self.n..];

@@ -120,6 +120,9 @@ pub struct EvalTone {
 
 /// Levels of the evaluation sine set in dBFS.
 pub const EVAL_LEVELS_DBFS: [f64; 3] = [-36.0, -18.0, -6.0];
+/// Lowest sample rate at which the whole evaluation sine set (up to MIDI 108, 4186.01 Hz) lies
+/// below Nyquist, rounded up to a round even number.
+pub const EVAL_MIN_RATE: f64 = 8400.0;
 /// Duration of every evaluation tone in seconds (the last second is analysed).
 pub const EVAL_DURATION_S: f64 = 1.2;
 

@@ -201,14 +201,7 @@ macro_rules! save_both {
             $draw(&root)?;
         }
         crate::io::write_atomic(&svg_path, svg.as_bytes())?;
-        let dir = match png_path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .suffix(".png")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+        let tmp = crate::io::temp_file_for(&png_path)?;
         {
             let root = BitMapBackend::new(tmp.path(), SIZE).into_drawing_area();
             $draw(&root)?;

@@ -1,7 +1,8 @@
 //! Machine-readable reports of the evaluation: the per-tone CSV and the JSON summaries of
 //! `measure`, `compare` and `analyze`. Values are in dB (`10 log10` of the linear ratio);
 //! JSON has no infinity, so a ratio of exactly zero (e.g. HESR-T of a teacher against itself,
-//! printed `-inf` in the paper's Table 1) is written as `null`.
+//! printed `-inf` in the paper's Table 1) is written as `null`, and a value that could not be
+//! computed as the string `"nan"` (see [`num`]).
 
 use serde_json::{json, Map, Value};
 
@@ -13,12 +14,21 @@ pub fn db(v: f64) -> f64 {
     10.0 * v.log10()
 }
 
-/// A finite number, or `null` for infinities and NaN.
+/// How the JSON summaries write their dB values (the `aggregation` legend).
+pub const AGGREGATION_LEGEND: &str = "*_db: 10*log10(mean over the tones of the linear ratio); mean_of_db: mean of per-tone dB; null = -inf (a ratio of exactly 0); \"nan\" = not computable";
+
+/// A finite number; `null` for -inf (a ratio of exactly zero, as the legend says); the string
+/// `"nan"` for NaN and `"inf"` for +inf, so that a value that could not be computed is never
+/// read as a perfect one.
 pub fn num(v: f64) -> Value {
     if v.is_finite() {
         json!(v)
-    } else {
+    } else if v == f64::NEG_INFINITY {
         Value::Null
+    } else if v.is_nan() {
+        Value::from("nan")
+    } else {
+        Value::from("inf")
     }
 }
 
@@ -119,4 +129,23 @@ pub fn measure_json(report: &SineSetReport, model: &str) -> Value {
 /// An aggregate as `{mean_linear_db, mean_db}`.
 pub fn aggregate_json(a: &Aggregate) -> Value {
     json!({ "mean_linear_db": numr(a.mean_linear_db), "mean_db": numr(a.mean_db) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `null` means -inf (a perfect match) in the legend, so a value that could not be
+    /// computed must not be written as `null` (before: `--reference-gain-db NaN` gave a G+B
+    /// ESR of null).
+    #[test]
+    fn only_minus_infinity_is_null() {
+        assert_eq!(num(-3.5), json!(-3.5));
+        assert_eq!(num(f64::NEG_INFINITY), Value::Null);
+        assert_eq!(num(f64::NAN), json!("nan"));
+        assert_eq!(num(f64::INFINITY), json!("inf"));
+        assert!(
+            AGGREGATION_LEGEND.contains("null = -inf") && AGGREGATION_LEGEND.contains("\"nan\"")
+        );
+    }
 }

@@ -37,8 +37,31 @@ impl Default for RunOptions {
     }
 }
 
+/// Checks, before any work, that evaluating tones at `fs` Hz, oversampled per `opts`, with
+/// `models` models side by side fits in the machine's memory: the tones of a chunk are held
+/// at once, each as input and output at the oversampled rate.
+pub fn check_memory(fs: f64, opts: RunOptions, models: usize) -> Result<()> {
+    let m = opts.oversample.max(1) as f64;
+    let bytes = CHUNK as f64 * crate::dsp::tones::EVAL_DURATION_S * fs * m * 16.0 * models as f64;
+    let os = if opts.oversample > 1 {
+        format!(", {}x oversampled,", opts.oversample)
+    } else {
+        String::new()
+    };
+    crate::limits::ensure_fits(bytes, &format!("the sine-set evaluation at {fs} Hz{os}"))
+}
+
 /// Output of `net` for input `x` at its native rate, oversampled by `opts.oversample`.
 pub fn run_network(net: &Network, x: &[f64], opts: RunOptions) -> Result<Vec<f64>> {
+    // The up-sampled input and output, and the result.
+    crate::limits::ensure_fits(
+        x.len() as f64 * (2.0 * opts.oversample.max(1) as f64 + 1.0) * 8.0,
+        &format!(
+            "running a model over {} samples, {}x oversampled,",
+            x.len(),
+            opts.oversample
+        ),
+    )?;
     let y = if opts.oversample <= 1 {
         net.process::<f64>(x)
     } else {
@@ -164,6 +187,7 @@ pub fn measure_tones(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<SineSetReport> {
+    check_memory(fs, opts, 1 + teacher.is_some() as usize)?;
     let an = SineSetAnalyzer::new(fs)?;
     let done = AtomicUsize::new(0);
     let mut results = Vec::with_capacity(tones.len());
@@ -260,6 +284,7 @@ pub fn compare_sine_set(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<(SineSetReport, SineSetReport)> {
+    check_memory(fs, opts, 2)?;
     let an = SineSetAnalyzer::new(fs)?;
     let done = AtomicUsize::new(0);
     let (mut t, mut s) = (Vec::new(), Vec::new());

@@ -124,20 +124,23 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
         + layers.iter().filter(|l| l.b_ih.is_some()).count() * 2
         + 1
         + head_bias.is_some() as usize;
+    // Read before counting keys, so that a missing head is reported as missing.
+    let head_weight = tensor(sd, "lin.weight", &[1, h])?;
     if sd.len() != expected_keys {
-        let extra = sd
-            .keys()
-            .find(|k| !is_known_key(k, n, bias_fl))
-            .cloned()
-            .unwrap_or_default();
-        return Err(format!(
-            "state_dict has an unexpected tensor \"{extra}\" for {n} layer(s)"
-        ));
+        return Err(match sd.keys().find(|k| !is_known_key(k, n, bias_fl)) {
+            Some(extra) => {
+                format!("state_dict has an unexpected tensor \"{extra}\" for {n} layer(s)")
+            }
+            None => format!(
+                "state_dict has {} tensors where {n} layer(s) need {expected_keys}",
+                sd.len()
+            ),
+        });
     }
     let rnn = Rnn {
         cell,
         layers,
-        head_weight: tensor(sd, "lin.weight", &[1, h])?,
+        head_weight,
         head_bias,
         skip,
         knobs: vec![0.0; input - 1],

@@ -102,8 +102,12 @@ impl ModelFile {
     }
 }
 
-/// Largest model file read (real models are at most a few MB).
-const MAX_FILE_BYTES: u64 = 1 << 30;
+/// Largest model file read: real models are at most tens of MB, and parsing JSON takes several
+/// times the file's size in memory, so the cap is 256 MiB or a sixteenth of the machine's
+/// memory, whichever is smaller.
+fn max_model_bytes() -> u64 {
+    (256u64 << 20).min(crate::limits::machine_memory().0 / 16)
+}
 
 fn file_error(path: Option<&Path>, message: impl Into<String>) -> Error {
     Error::ModelFile {
@@ -112,16 +116,10 @@ fn file_error(path: Option<&Path>, message: impl Into<String>) -> Error {
     }
 }
 
-/// Loads a model file of any supported format (detected from its content).
+/// Loads a model file of any supported format (detected from its content). Only regular files
+/// are read (see [`crate::io::read_regular_file`]).
 pub fn load_model(path: &Path) -> Result<ModelFile> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(file_error(
-            Some(path),
-            format!("file is {} bytes, larger than any model file", meta.len()),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::read_regular_file(path, max_model_bytes(), "model")?;
     load_model_from_bytes(&bytes, Some(path))
 }
 
@@ -228,6 +226,12 @@ pub fn save_model_with_note(model: &ModelFile, path: &Path, note: Option<Value>)
     if let Some(src) = &model.path {
         crate::io::ensure_distinct(src, path)?;
     }
+    crate::io::write_atomic(path, &model_bytes(model, note)?)
+}
+
+/// The bytes [`save_model_with_note`] writes: the document of [`to_document`] in the source
+/// file's style (indented or not), with a final newline.
+pub fn model_bytes(model: &ModelFile, note: Option<Value>) -> Result<Vec<u8>> {
     let doc = to_document(model, note)?;
     let mut text = if model.pretty {
         serde_json::to_string_pretty(&doc)
@@ -236,7 +240,7 @@ pub fn save_model_with_note(model: &ModelFile, path: &Path, note: Option<Value>)
     }
     .map_err(|e| Error::InvalidModel(format!("cannot serialise the model: {e}")))?;
     text.push('\n');
-    crate::io::write_atomic(path, text.as_bytes())
+    Ok(text.into_bytes())
 }
 
 /// The JSON document for `model`: its source document with the weights that changed

@@ -74,9 +74,10 @@ pub struct SineSetAnalyzer {
 impl SineSetAnalyzer {
     /// For sample rate `fs` (an even integer number of Hz).
     pub fn new(fs: f64) -> Result<Self> {
-        if fs.fract() != 0.0 {
+        // The analysis length is N = fs samples (one second), which must be even (spec sec. 2).
+        if !(fs > 0.0 && fs.is_finite() && fs.fract() == 0.0 && (fs as u64).is_multiple_of(2)) {
             return Err(Error::InvalidArgument(format!(
-                "sine-set analysis needs an integer sample rate, got {fs}"
+                "sine-set analysis needs an even whole number of Hz (it analyses one second), got {fs}"
             )));
         }
         Ok(Self {

@@ -33,7 +33,9 @@ use rayon::prelude::*;
 use super::adam::{Adam, AdamConfig};
 use super::checkpoint::{Checkpoint, RngState, CHECKPOINT_VERSION};
 use crate::dsp::harmonics::HarmonicAnalyzer;
-use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator};
+use crate::dsp::tones::{
+    eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator, EVAL_MIN_RATE,
+};
 use crate::loss::metrics::{AnalysedTone, SineSetAnalyzer};
 use crate::loss::{BatchLoss, FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
 use crate::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
@@ -121,13 +123,95 @@ pub struct Schedule {
     pub batches_per_epoch: usize,
 }
 
+/// A setting out of range (see [`Error::Setting`]).
+fn bad(name: &'static str, message: String) -> Error {
+    Error::Setting { name, message }
+}
+
+/// Checks the settings that do not depend on the network (finite values, ranges), so that a
+/// bad one is refused before any work with a message stating the accepted range.
+fn check_settings(c: &FinetuneConfig) -> Result<()> {
+    let a = &c.adam;
+    if !(a.lr > 0.0 && a.lr.is_finite()) {
+        return Err(bad(
+            "adam.lr",
+            format!("the learning rate {} must be a finite number above 0", a.lr),
+        ));
+    }
+    for (name, b) in [("adam.beta1", a.beta1), ("adam.beta2", a.beta2)] {
+        if !(0.0..1.0).contains(&b) {
+            return Err(bad(name, format!("{b} must be in [0, 1)")));
+        }
+    }
+    if !(a.eps > 0.0 && a.eps.is_finite()) {
+        return Err(bad(
+            "adam.eps",
+            format!("{} must be a finite number above 0", a.eps),
+        ));
+    }
+    let w = &c.weights;
+    for (name, v) in [
+        ("weights.esr", w.esr),
+        ("weights.nmr", w.nmr),
+        ("weights.dc", w.dc),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(bad(
+                name,
+                format!("the loss weight {v} must be a finite number of at least 0"),
+            ));
+        }
+    }
+    if w.esr + w.nmr + w.dc == 0.0 {
+        return Err(bad(
+            "weights.esr",
+            "the loss weights are all 0: there is nothing to minimise".into(),
+        ));
+    }
+    if !(1..=88).contains(&c.validation_stride) {
+        return Err(bad(
+            "validation_stride",
+            format!(
+                "{} must be from 1 to 88 semitones (the sine set has 88 notes)",
+                c.validation_stride
+            ),
+        ));
+    }
+    if c.validate_every_batches == Some(0) {
+        return Err(bad(
+            "validate_every_batches",
+            "must be at least 1 batch".into(),
+        ));
+    }
+    if c.max_epochs == Some(0) {
+        return Err(bad("max_epochs", "must be at least 1".into()));
+    }
+    if c.patience == Some(0) {
+        return Err(bad(
+            "patience",
+            "must be at least 1 validation (or none)".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Schedule {
-    /// Resolves `config` for `net` at sample rate `fs`.
+    /// Resolves `config` for `net` at sample rate `fs`, checking every setting first (ranges,
+    /// and the memory a batch needs against the machine's).
     pub fn new(net: &Network, fs: f64, config: &FinetuneConfig) -> Result<Self> {
-        if !(fs > 0.0 && fs.fract() == 0.0 && (fs as u64).is_multiple_of(2)) {
-            return Err(Error::InvalidArgument(format!(
-                "fine-tuning needs an even integer sample rate (the analysis length is fs), got {fs}"
-            )));
+        check_settings(config)?;
+        if !(fs.is_finite()
+            && fs.fract() == 0.0
+            && fs >= EVAL_MIN_RATE
+            && (fs as u64).is_multiple_of(2))
+        {
+            return Err(bad(
+                "sample_rate",
+                format!(
+                    "fine-tuning needs an even whole number of Hz (the analysis length is fs) of at \
+                     least {EVAL_MIN_RATE} Hz (the sine set reaches 4186 Hz), got {fs}"
+                ),
+            ));
         }
         let recurrent = matches!(net, Network::Rnn(_));
         if matches!(net, Network::Linear(_)) {
@@ -142,24 +226,53 @@ impl Schedule {
         let frame_s = config
             .frame_seconds
             .unwrap_or(if recurrent { 0.1 } else { 0.5 });
+        if !(tone_s >= 1.0 && tone_s.is_finite()) {
+            return Err(bad(
+                "tone_seconds",
+                format!("tones of {tone_s} s: a tone must be a finite length of at least the analysed second (1 s)"),
+            ));
+        }
+        if !(frame_s > 0.0 && frame_s <= 1.0) {
+            return Err(bad(
+                "frame_seconds",
+                format!("frames of {frame_s} s: a frame must be longer than 0 s and at most the analysed second (1 s)"),
+            ));
+        }
+        if batch == 0 || config.tones_per_epoch < batch {
+            return Err(bad(
+                "batch_size",
+                format!(
+                    "batch size {batch} must be between 1 and the tones per epoch ({})",
+                    config.tones_per_epoch
+                ),
+            ));
+        }
+        // Inputs, teacher outputs and targets of a batch (f64), before the student's tapes.
+        let batch_bytes = 8.0 * batch as f64 * (2.0 * tone_s * fs + fs);
+        crate::limits::ensure_fits(
+            batch_bytes,
+            &format!("a batch of {batch} tones of {tone_s} s at {fs} Hz"),
+        )
+        .map_err(|e| bad("batch_size/tone_seconds", e.to_string()))?;
         let analysed = fs as usize;
         let tone_len = (tone_s * fs).round() as usize;
         let frame_len = (frame_s * fs).round() as usize;
-        if tone_len < analysed {
-            return Err(Error::InvalidArgument(format!(
-                "tones of {tone_s} s are shorter than the analysed second"
-            )));
-        }
         if frame_len == 0 || !analysed.is_multiple_of(frame_len) {
-            return Err(Error::InvalidArgument(format!(
-                "the frame length ({frame_s} s = {frame_len} samples) must divide the analysed second ({analysed} samples)"
-            )));
+            return Err(bad(
+                "frame_seconds",
+                format!(
+                    "the frame length ({frame_s} s = {frame_len} samples) must divide the analysed second ({analysed} samples)"
+                ),
+            ));
         }
-        if batch == 0 || config.tones_per_epoch < batch {
-            return Err(Error::InvalidArgument(format!(
-                "batch size {batch} must be between 1 and the tones per epoch ({})",
-                config.tones_per_epoch
-            )));
+        if config.weights.nmr > 0.0 && frame_len < crate::loss::nmr::NMR_FFT_LEN {
+            return Err(bad(
+                "frame_seconds",
+                format!(
+                    "frames of {frame_len} samples are shorter than the NMR's analysis frame ({} samples)",
+                    crate::loss::nmr::NMR_FFT_LEN
+                ),
+            ));
         }
         Ok(Schedule {
             batch,
@@ -483,6 +596,7 @@ impl Finetuner {
                 self.fingerprint()
             )));
         }
+        self.check_checkpoint(ck)?;
         self.student.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
         self.tones = ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.sample_rate);
@@ -507,6 +621,67 @@ impl Finetuner {
             )
             .collect();
         self.elapsed_before = Duration::from_secs_f64(ck.elapsed_seconds);
+        Ok(())
+    }
+
+    /// A fresh tone generator of this run.
+    fn tone_generator(&self) -> ToneGenerator {
+        ToneGenerator::new(self.config.seed).below(0.45 * self.sample_rate)
+    }
+
+    /// Checks a checkpoint's fields against each other and against this run: the network's
+    /// parameter count, the Adam settings, the step count at a batch boundary of this schedule,
+    /// and the tone generator at exactly the position those batches leave it.
+    fn check_checkpoint(&self, ck: &Checkpoint) -> Result<()> {
+        let fail = |m: String| Err(Error::Checkpoint(m));
+        ck.check().map_err(Error::Checkpoint)?;
+        let np = self.student.num_params();
+        if ck.params.len() != np {
+            return fail(format!(
+                "the checkpoint holds {} parameters but the model has {np}",
+                ck.params.len()
+            ));
+        }
+        if ck.adam.config != self.config.adam {
+            return fail(format!(
+                "the checkpoint's Adam settings {:?} differ from this run's {:?}",
+                ck.adam.config, self.config.adam
+            ));
+        }
+        let s = self.schedule;
+        if ck.batch_in_epoch >= s.batches_per_epoch {
+            return fail(format!(
+                "the checkpoint is at batch {} of an epoch of {} batches",
+                ck.batch_in_epoch, s.batches_per_epoch
+            ));
+        }
+        let batches = ck.epoch as u128 * s.batches_per_epoch as u128 + ck.batch_in_epoch as u128;
+        if u128::from(ck.step) != batches * s.frames as u128 {
+            return fail(format!(
+                "step {} is not the end of batch {} of epoch {} ({} steps per batch): the \
+                 counters are inconsistent",
+                ck.step, ck.batch_in_epoch, ck.epoch, s.frames
+            ));
+        }
+        // Far beyond any real run (the paper's is 1.6e5 tones) and still quick to replay.
+        const MAX_TONES: u128 = 100_000_000;
+        let tones = batches * s.batch as u128;
+        if tones > MAX_TONES {
+            return fail(format!(
+                "the checkpoint's counters (epoch {}, {} tones drawn) are out of range",
+                ck.epoch, tones
+            ));
+        }
+        let mut g = self.tone_generator();
+        for _ in 0..tones {
+            g.next_tone();
+        }
+        if RngState::capture(g.rng()) != ck.rng {
+            return fail(format!(
+                "the tone generator's position does not match the {tones} tones the counters say \
+                 were drawn"
+            ));
+        }
         Ok(())
     }
 
@@ -959,6 +1134,7 @@ mod tests {
             .unwrap()
             .network;
         let config = FinetuneConfig {
+            frame_seconds: Some(0.25),
             pre_emphasis: PreEmphasis::None,
             validation_stride: 88,
             ..FinetuneConfig::default()
