@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod audit;
 pub mod compare;
 pub mod finetune;
 pub mod inspect;
@@ -36,6 +37,8 @@ pub enum Command {
     Compare(compare::Args),
     /// Measure the aliasing of a recorded or rendered sine response (WAV).
     Analyze(analyze::Args),
+    /// Rank every model of a library (files and folders) by its sine-set aliasing.
+    Audit(audit::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Measure(a) => measure::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Analyze(a) => analyze::run(a),
+        Command::Audit(a) => audit::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
