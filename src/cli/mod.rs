@@ -106,8 +106,10 @@ pub(crate) fn load_with_rate(
 pub struct KnobArgs {
     /// Knob values of a knob-conditioned model (Proteus / NeuralPi "...Knob" captures, AIDA-X
     /// models with 2-3 inputs), comma-separated, in the plugins' range 0..1. Default: 0.
+    /// `--param` is accepted as another name.
     #[arg(
         long,
+        alias = "param",
         value_name = "A[,B]",
         value_delimiter = ',',
         allow_hyphen_values = true
