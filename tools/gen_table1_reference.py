@@ -131,7 +131,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--teacher")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--noise-dbfs", type=float, default=-102.0)
     a = ap.parse_args()
     sys.path.insert(0, a.authors)
@@ -166,7 +166,8 @@ def main():
                    for k, v in vals.items()},
             }
         result["runs"].append(run)
-    json.dump(result, open(a.out, "w"), indent=1)
+        # Written after every run: the authors' bandlimiting takes minutes per level.
+        json.dump(result, open(a.out, "w"), indent=1)
 
 
 if __name__ == "__main__":

@@ -121,10 +121,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => {
             let a = crate::audio::read_mono(p, None)?;
             if a.sample_rate as f64 != fs {
-                bail!("{} is at {} Hz but the models run at {fs} Hz", p.display(), a.sample_rate);
+                bail!(
+                    "{} is at {} Hz but the models run at {fs} Hz",
+                    p.display(),
+                    a.sample_rate
+                );
             }
             let x: Vec<f64> = a.samples.iter().map(|v| v * gain).collect();
-            Some(split_recording(&x, fs, tones.len()).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+            Some(
+                split_recording(&x, fs, tones.len())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            )
         }
         None => None,
     };
@@ -137,8 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let progress = |k: usize| pb.set_position(k as u64);
     let (t_net, s_net) = (&teacher.network, &student.network);
     let (rt, rs, mut table) = if paper {
-        let (t, a, b) =
-            compare_table1(t_net, s_net, fs, convention, &tones, reference, true, &progress)?;
+        let (t, a, b) = compare_table1(
+            t_net, s_net, fs, convention, &tones, reference, true, &progress,
+        )?;
         (a, b, Some(t))
     } else {
         let (a, b) = compare_sine_set_with(t_net, s_net, fs, opts, &tones, reference, &progress)?;
@@ -212,7 +220,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            println!("teacher {} / student {} at {fs} Hz", args.teacher.display(), args.student.display());
+            println!(
+                "teacher {} / student {} at {fs} Hz",
+                args.teacher.display(),
+                args.student.display()
+            );
             print!("{}", t.text());
         }
         return Ok(());

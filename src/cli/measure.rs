@@ -101,7 +101,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let convention = Convention::from(args.convention);
     if convention == Convention::Paper && args.oversample != 1 {
-        anyhow::bail!("--convention paper measures the 2x oversampled columns itself; drop --oversample");
+        anyhow::bail!(
+            "--convention paper measures the 2x oversampled columns itself; drop --oversample"
+        );
     }
     let (model, fs) = super::load_with_rate(&args.model, args.rate)?;
     let opts: RunOptions = convention.run_options().oversampled(args.oversample);

@@ -28,7 +28,7 @@ fn r4(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
 }
 
-fn numr(v: f64) -> Value {
+pub(crate) fn numr(v: f64) -> Value {
     num(r4(v))
 }
 

@@ -31,7 +31,7 @@
 use serde_json::{json, Map, Value};
 
 use super::audio_metrics::AudioMetrics;
-use super::report::{db, num};
+use super::report::{db, numr as num};
 use super::sine_set::{
     compare_sine_set_with, measure_tones, Progress, RunOptions, SineReference, SineSetReport,
     ToneResult,
@@ -504,4 +504,119 @@ pub fn compare_table1(
 /// Number of tones [`compare_table1`] reports progress for.
 pub fn compare_progress_total(tones: usize, os2: bool) -> usize {
     tones * if os2 { 3 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::tones::{eval_sine_set, Tone};
+
+    fn result(dbfs: f64, midi: u8, esr_s: f64) -> ToneResult {
+        ToneResult {
+            tone: EvalTone {
+                midi,
+                dbfs,
+                tone: Tone {
+                    f0: 440.0,
+                    amplitude: 1.0,
+                    phase: 0.0,
+                },
+            },
+            metrics: ToneMetrics {
+                f0: 440.0,
+                esr_s,
+                nmr_s: 1.0,
+                esr_t: None,
+                nmr_t: None,
+                hesr_t: None,
+                esr_r: None,
+                nmr_r: None,
+                hesr_r: None,
+            },
+            harmonic_amplitudes: vec![],
+        }
+    }
+
+    /// Per level: 10 log10 of the mean of the linear values, then the mean of the dB values
+    /// (hand computed); different from both all-tone aggregations.
+    #[test]
+    fn per_level_aggregation() {
+        let tones = vec![
+            result(-36.0, 21, 1e-4),
+            result(-36.0, 22, 3e-4),
+            result(-6.0, 21, 0.1),
+            result(-6.0, 22, 0.3),
+        ];
+        let p = per_level(&tones, |m| Some(m.esr_s)).unwrap();
+        assert_eq!(p.levels.len(), 2);
+        assert_eq!(p.levels[0].0, -36.0);
+        assert!((p.levels[0].1 - 10.0 * 2e-4f64.log10()).abs() < 1e-12);
+        assert!((p.levels[1].1 - 10.0 * 0.2f64.log10()).abs() < 1e-12);
+        let want = 0.5 * (10.0 * 2e-4f64.log10() + 10.0 * 0.2f64.log10());
+        assert!((p.db - want).abs() < 1e-12);
+        assert!(per_level(&tones, |m| m.esr_t).is_none());
+        // A zero ratio (a teacher against itself) gives -inf.
+        let z = vec![result(-6.0, 21, 0.0)];
+        assert_eq!(
+            per_level(&z, |m| Some(m.esr_s)).unwrap().db,
+            f64::NEG_INFINITY
+        );
+    }
+
+    /// The paper convention's conditions are the stated ones, and every label names them.
+    #[test]
+    fn conventions_are_labelled() {
+        let o = Convention::Paper.run_options();
+        assert_eq!(o.nmr_gain, 0.5);
+        let n = o.input_noise.unwrap();
+        assert_eq!(n.seed, PAPER_NOISE_SEED);
+        assert!((20.0 * n.rms.log10() - PAPER_NOISE_RMS_DBFS).abs() < 1e-12);
+        assert_eq!(Convention::Spec.run_options(), RunOptions::default());
+        assert!(Convention::Paper.description().contains("-102 dBFS"));
+        assert!(Convention::Paper.description().contains("seed 1"));
+        assert_eq!(Convention::default(), Convention::Spec);
+    }
+
+    /// Text and JSON: Table 1's headings in its order, `-inf` printed and `null` in JSON,
+    /// per-level values present.
+    #[test]
+    fn table_text_and_json() {
+        let tones: Vec<ToneResult> = eval_sine_set()
+            .into_iter()
+            .map(|t| ToneResult {
+                tone: t,
+                ..result(t.dbfs, t.midi, 1e-3)
+            })
+            .collect();
+        let r = SineSetReport::from_tones(44_100.0, RunOptions::default(), tones).unwrap();
+        let mut row = Row::new("teacher");
+        row.add_report(&r, false);
+        row.add_report(&r, true);
+        row.cells.push((
+            Column::HesrT,
+            Cell {
+                db: f64::NEG_INFINITY,
+                per_level: vec![(-6.0, f64::NEG_INFINITY)],
+            },
+        ));
+        row.sort();
+        let t = Table1 {
+            convention: Convention::Paper,
+            fs: 44_100.0,
+            tones: 264,
+            reference: Some("the teacher's output".into()),
+            rows: vec![row],
+        };
+        let text = t.text();
+        let head = text.lines().nth(2).unwrap();
+        let pos = |s: &str| head.find(s).unwrap();
+        assert!(pos("HESR-T") < pos("ESR-S ") && pos("NMR-S ") < pos("ESR-S-OS2"));
+        assert!(text.contains("-inf") && text.contains("-30.0"));
+        assert!(text.contains("teacher -18 dBFS"));
+        let j = t.to_json();
+        assert_eq!(j["convention"], "paper");
+        assert!(j["rows"][0]["hesr_t_db"].is_null());
+        assert_eq!(j["rows"][0]["esr_s_os2_db"], -30.0);
+        assert_eq!(j["rows"][0]["per_level"]["nmr_s_db"][2]["level_dbfs"], -6.0);
+    }
 }

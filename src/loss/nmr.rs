@@ -273,7 +273,8 @@ impl Nmr {
     fn scale_into(&self, x: &[f64], s: &mut NmrScratch) {
         let a = AMAX * self.gain;
         s.scaled.clear();
-        s.scaled.extend(x.iter().map(|&v| (a * v).round() * self.gl));
+        s.scaled
+            .extend(x.iter().map(|&v| (a * v).round() * self.gl));
     }
 
     /// Weighted magnitudes `W_k |X[k, t]|` of `x` into `s.mag`, spectra into `s.spec`.
@@ -418,7 +419,8 @@ impl Nmr {
             }
         }
         let spec = std::mem::take(&mut s.spec);
-        self.stft.adjoint(&spec, AMAX * self.gain * self.gl, grad, &mut s.stft);
+        self.stft
+            .adjoint(&spec, AMAX * self.gain * self.gl, grad, &mut s.stft);
         s.spec = spec;
         Ok(total)
     }
