@@ -207,6 +207,95 @@ fn compare_gives_table_1_keys_with_audio() {
     assert!(v["hesr_t_db"].is_null());
 }
 
+/// `--convention paper`: Table 1's columns, labelled, with the -R columns against the teacher's
+/// output or a sine-set recording, and the OS2 columns; bad combinations are errors.
+#[test]
+fn paper_convention_prints_table_1_columns() {
+    let teacher = small("guitarml_lstm4x1_noskip_nobias");
+    let student = small("guitarml_lstm5x2_skip_bias");
+    let v = dealias(&[
+        "measure",
+        &teacher,
+        "--convention",
+        "paper",
+        "--level",
+        "-6",
+        "--json",
+    ]);
+    assert_eq!(v["convention"], "paper");
+    let row = &v["table1"]["rows"][0];
+    for k in ["esr_s_db", "nmr_s_db", "esr_s_os2_db", "nmr_s_os2_db"] {
+        assert!(row[k].is_number(), "{k}: {}", row[k]);
+    }
+    assert_eq!(row["per_level"]["nmr_s_db"][0]["level_dbfs"], -6.0);
+    let v = dealias(&["measure", &teacher, "--level", "-6", "--json"]);
+    assert_eq!(v["convention"], "spec");
+    // compare: -R against the teacher's output (teacher: -inf = null) and OS2 columns.
+    let paper_compare = [
+        "compare",
+        &teacher,
+        &student,
+        "--convention",
+        "paper",
+        "--level",
+        "-36",
+    ];
+    let v = dealias(&[&paper_compare[..], &["--json"]].concat());
+    assert_eq!(v["convention"], "paper");
+    let (t, s) = (&v["rows"][0], &v["rows"][1]);
+    assert_eq!(t["role"], "teacher");
+    assert!(t["esr_r_db"].is_null() && t["hesr_r_db"].is_null());
+    assert!(t["nmr_r_db"].as_f64().unwrap() < -100.0);
+    for k in [
+        "esr_r_db",
+        "nmr_r_db",
+        "hesr_r_db",
+        "esr_t_db",
+        "nmr_t_db",
+        "hesr_t_db",
+        "esr_s_db",
+        "nmr_s_db",
+        "esr_s_os2_db",
+        "nmr_s_os2_db",
+    ] {
+        assert!(s[k].is_number(), "student {k}: {}", s[k]);
+    }
+    // A sine-set recording of the wrong length is refused, naming the file.
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.wav");
+    write_wav(&rec, &vec![0.0; 1000], 44_100);
+    let err = dealias_fails(
+        &[
+            &paper_compare[..],
+            &["--sine-reference", rec.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("rec.wav") && err.contains("88 x 52920"),
+        "{err}"
+    );
+    let err = dealias_fails(&[
+        "measure",
+        &teacher,
+        "--convention",
+        "paper",
+        "--oversample",
+        "2",
+    ]);
+    assert!(err.contains("--oversample"), "{err}");
+}
+
+/// Runs the binary expecting failure; returns its stderr.
+fn dealias_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success(), "dealias {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A tone with known harmonics plus one inharmonic component of known power: ESR-S is the
 /// power ratio of the inharmonic part to the harmonic part, and the harmonic amplitudes are
 /// recovered.

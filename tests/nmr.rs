@@ -10,6 +10,11 @@ use std::f64::consts::PI;
 
 /// The spec's definition, written out with loops and no shared helpers.
 fn slow_nmr(test: &[f64], reference: &[f64], fs: f64) -> f64 {
+    slow_nmr_at(test, reference, fs, 92.0)
+}
+
+/// [`slow_nmr`] at listening level `lp` dB SPL (the spec's `Lp`, 92 dB).
+fn slow_nmr_at(test: &[f64], reference: &[f64], fs: f64, lp: f64) -> f64 {
     let n = 2048usize;
     let hop = 1024usize;
     let amax = 2f64.powi(63);
@@ -19,7 +24,7 @@ fn slow_nmr(test: &[f64], reference: &[f64], fs: f64) -> f64 {
     let dist = f64::min((k + 1.0) / n as f64 - fnorm, fnorm - k / n as f64);
     let q = (n as f64 - 1.0) * dist;
     let gp = (PI * q).sin() / (PI * q * (1.0 - q * q));
-    let gl = 10f64.powf(92.0 / 20.0) / (gp * amax / 4.0 * (n as f64 - 1.0));
+    let gl = 10f64.powf(lp / 20.0) / (gp * amax / 4.0 * (n as f64 - 1.0));
     let frames = 1 + (test.len() - n) / hop;
     let nb = n / 2 + 1;
     // Ear weights
@@ -154,6 +159,35 @@ fn nmr_matches_slow_reference() {
     }
 }
 
+/// Signals scaled by a gain before the ear model (the authors' Table 1 evaluated renders stored
+/// at half amplitude) equal the slow definition at the listening level `92 + 20 log10(gain)`
+/// dB, computed by the other route (scaling `GL` instead of the signals): same tolerance as
+/// above, the two differ only by the rounding at `2^63`. The level matters: 6 dB lower changes
+/// this NMR by more than 1 dB.
+#[test]
+fn nmr_gain_is_the_listening_level() {
+    let fs = 44_100.0;
+    let len = 4410;
+    let mut r = lcg(5);
+    let reference = tone(fs, 2000.0, 0.5, len);
+    let test: Vec<f64> = reference.iter().map(|v| v + 1e-4 * r()).collect();
+    let at_92 = Nmr::new(fs).unwrap().nmr_of(&test, &reference).unwrap();
+    let half = Nmr::with_gain(fs, 0.5).unwrap();
+    assert_eq!(half.gain(), 0.5);
+    let fast = half.nmr_of(&test, &reference).unwrap();
+    let slow = slow_nmr_at(&test, &reference, fs, 92.0 + 20.0 * 0.5f64.log10());
+    let rel = (fast - slow).abs() / slow;
+    eprintln!(
+        "gain 0.5: {:.3} dB (92 dB: {:.3} dB), rel. diff to Lp = 85.98 dB {rel:.2e}",
+        10.0 * fast.log10(),
+        10.0 * at_92.log10()
+    );
+    assert!(rel < 1e-9, "{fast} vs {slow}");
+    assert!((10.0 * (fast / at_92).log10()).abs() > 1.0);
+    assert!(Nmr::with_gain(fs, 0.0).is_err());
+    assert!(Nmr::with_gain(fs, f64::NAN).is_err());
+}
+
 /// Noise under a loud harmonic is masked (counts less) than the same noise in an empty band;
 /// identical signals give the floor `mean(Emin / M)`, far below any audible NMR.
 #[test]
@@ -195,6 +229,12 @@ fn nmr_behaves_as_a_masking_measure() {
 /// frames; relative error below 1e-6 at every checked sample.
 #[test]
 fn nmr_gradient_matches_finite_differences() {
+    for gain in [1.0, 0.5] {
+        nmr_gradient_check(gain);
+    }
+}
+
+fn nmr_gradient_check(gain: f64) {
     let fs = 44_100.0;
     let len = 4410;
     let mut r = lcg(11);
@@ -203,7 +243,7 @@ fn nmr_gradient_matches_finite_differences() {
         .map(|v| v + 0.01 * r())
         .collect();
     let test: Vec<f64> = reference.iter().map(|v| v + 0.02 * r()).collect();
-    let nmr = Nmr::new(fs).unwrap();
+    let nmr = Nmr::with_gain(fs, gain).unwrap();
     let mut s = nmr.scratch();
     let rf = nmr.reference(&reference, &mut s).unwrap();
     let mut g = vec![0.0; len];
@@ -225,7 +265,7 @@ fn nmr_gradient_matches_finite_differences() {
         let err = (fd - g[i]).abs() / g[i].abs().max(1e-3 * gmax);
         worst = worst.max(err);
     }
-    eprintln!("NMR gradient: worst relative error {worst:.2e}");
+    eprintln!("NMR gradient (signal gain {gain}): worst relative error {worst:.2e}");
     assert!(worst < 1e-6, "worst relative error {worst}");
     // Samples after the last frame (4096..) have no influence.
     assert!(g[4096..].iter().all(|&x| x == 0.0));

@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use anyhow::bail;
 use serde_json::{json, Value};
 
-use super::measure::{print_row, progress_bar, tones_at};
+use super::measure::{print_row, progress_bar, tones_at, ConventionArg};
 use crate::eval::audio_metrics::{compare_on_clips, Clip};
 use crate::eval::report::{aggregate_json, db, num};
-use crate::eval::sine_set::{compare_sine_set, RunOptions, SineSetReport};
+use crate::eval::sine_set::{
+    compare_sine_set_with, split_recording, RunOptions, SineReference, SineSetReport,
+};
+use crate::eval::table1::{compare_progress_total, compare_table1, Convention};
 use crate::eval::AudioMetrics;
 
 /// Arguments of `dealias compare`.
@@ -52,6 +55,16 @@ pub struct Args {
     /// Knob values of both models (conditioned models).
     #[command(flatten)]
     pub knobs: super::KnobArgs,
+    /// Evaluation convention: `spec` or `paper` (Table 1 as printed, with its -R and 2x
+    /// oversampled columns; see `dealias measure --help`).
+    #[arg(long, value_enum, default_value_t = ConventionArg::Spec)]
+    pub convention: ConventionArg,
+    /// A device recording of the sine set (mono WAV at the models' rate: the tones in the
+    /// order of the set, -36/-18/-6 dBFS then MIDI 21-108, each 1.2 s) for the -R columns;
+    /// --reference-gain-db applies to it. Without it, `--convention paper` measures -R against
+    /// the teacher's output, as Table 1 does for models without a device.
+    #[arg(long, value_name = "REF.wav")]
+    pub sine_reference: Option<PathBuf>,
 }
 
 fn agg_db(a: Option<crate::loss::metrics::Aggregate>) -> f64 {
@@ -108,15 +121,50 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if fs != fs_s {
         bail!("the teacher runs at {fs} Hz but the student at {fs_s} Hz");
     }
-    let opts = RunOptions {
-        oversample: args.oversample,
-    };
+    let convention = Convention::from(args.convention);
+    let paper = convention == Convention::Paper;
+    if paper && args.oversample != 1 {
+        bail!("--convention paper measures the 2x oversampled columns itself; drop --oversample");
+    }
+    let opts: RunOptions = convention.run_options().oversampled(args.oversample);
     super::measure::check_memory(fs, opts, 2)?;
     let tones = tones_at(&args.level)?;
-    let pb = progress_bar(tones.len(), "sine set");
-    let (rt, rs) = compare_sine_set(&teacher.network, &student.network, fs, opts, &tones, &|k| {
-        pb.set_position(k as u64)
-    })?;
+    let gain = 10f64.powf(args.reference_gain_db / 20.0);
+    let recordings = match &args.sine_reference {
+        Some(p) => {
+            let a = crate::audio::read_mono(p, None)?;
+            if a.sample_rate as f64 != fs {
+                bail!(
+                    "{} is at {} Hz but the models run at {fs} Hz",
+                    p.display(),
+                    a.sample_rate
+                );
+            }
+            let x: Vec<f64> = a.samples.iter().map(|v| v * gain).collect();
+            Some(
+                split_recording(&x, fs, tones.len())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let reference = match &recordings {
+        Some(r) => SineReference::Recordings(r),
+        None if paper => SineReference::Teacher,
+        None => SineReference::None,
+    };
+    let pb = progress_bar(compare_progress_total(tones.len(), paper), "sine set");
+    let progress = |k: usize| pb.set_position(k as u64);
+    let (t_net, s_net) = (&teacher.network, &student.network);
+    let (rt, rs, mut table) = if paper {
+        let (t, a, b) = compare_table1(
+            t_net, s_net, fs, convention, &tones, reference, true, &progress,
+        )?;
+        (a, b, Some(t))
+    } else {
+        let (a, b) = compare_sine_set_with(t_net, s_net, fs, opts, &tones, reference, &progress)?;
+        (a, b, None)
+    };
     pb.finish_and_clear();
 
     // G+B audio: every clip through both models from the initial state.
@@ -138,8 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     if r.sample_rate != a.sample_rate {
                         bail!("{} and {} differ in sample rate", rp.display(), p.display());
                     }
-                    let g = 10f64.powf(args.reference_gain_db / 20.0);
-                    Some(r.samples.iter().map(|v| v * g).collect::<Vec<f64>>())
+                    Some(r.samples.iter().map(|v| v * gain).collect::<Vec<f64>>())
                 }
                 None => None,
             };
@@ -162,6 +209,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
     };
+    if let Some(t) = &mut table {
+        if let Some((a, b)) = &audio {
+            t.add_audio(a, b);
+        }
+        let mut v = t.to_json();
+        v["teacher"] = json!(args.teacher.display().to_string());
+        v["student"] = json!(args.student.display().to_string());
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!(
+                "teacher {} / student {} at {fs} Hz",
+                args.teacher.display(),
+                args.student.display()
+            );
+            print!("{}", t.text());
+        }
+        return Ok(());
+    }
     let teacher_row = row_json("teacher", &rt, at);
     let student_row = row_json("student", &rs, as_);
     if args.json {
@@ -172,6 +238,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         o.insert("student".into(), json!(args.student.display().to_string()));
         o.insert("sample_rate".into(), json!(fs));
         o.insert("oversample".into(), json!(args.oversample));
+        o.insert("convention".into(), json!(convention.name()));
+        o.insert("conditions".into(), json!(convention.description()));
         o.insert(
             "reference".into(),
             json!(if args.reference.is_empty() {
@@ -238,7 +306,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  (dB; sine-set columns are 10 log10 of the mean over the tones; audio against the {})",
+        "  (dB, convention spec; sine-set columns are 10 log10 of the mean over the tones; audio against the {})",
         if args.reference.is_empty() {
             "teacher's output"
         } else {

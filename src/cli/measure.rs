@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::eval::plots::{save_nmr_vs_f0, save_spectrum, spectrum_db};
 use crate::eval::report::{measure_json, tones_csv};
 use crate::eval::sine_set::{measure_tones, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
+use crate::eval::table1::{measure_table1, Convention};
 use crate::eval::SineSetReport;
 use crate::loss::metrics::SineSetAnalyzer;
 use crate::ModelFile;
@@ -42,6 +43,29 @@ pub struct Args {
     /// evenly over 0..1 (one row per setting; with --out, one subdirectory per setting).
     #[arg(long, value_name = "N", conflicts_with = "knobs")]
     pub knob_grid: Option<usize>,
+    /// Evaluation convention: `spec` (clean tones, aggregated over all tones) or `paper`
+    /// (Table 1 as printed: per-level aggregation, -102 dBFS input noise floor, NMR at half
+    /// amplitude; prints ESR-S, NMR-S and the 2x oversampled ESR-S-OS2, NMR-S-OS2).
+    #[arg(long, value_enum, default_value_t = ConventionArg::Spec)]
+    pub convention: ConventionArg,
+}
+
+/// `--convention` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConventionArg {
+    /// The method specification's sine set and aggregations.
+    Spec,
+    /// The paper's Table 1 as printed.
+    Paper,
+}
+
+impl From<ConventionArg> for Convention {
+    fn from(c: ConventionArg) -> Self {
+        match c {
+            ConventionArg::Spec => Convention::Spec,
+            ConventionArg::Paper => Convention::Paper,
+        }
+    }
 }
 
 /// The evaluation tones at the chosen levels (all 264 when `levels` is empty).
@@ -80,10 +104,14 @@ pub(crate) fn print_row(name: &str, lin: f64, mean: f64) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     super::check::count("--oversample", args.oversample, None)?;
     super::check::rate("--rate", args.rate)?;
+    let convention = Convention::from(args.convention);
+    if convention == Convention::Paper && args.oversample != 1 {
+        anyhow::bail!(
+            "--convention paper measures the 2x oversampled columns itself; drop --oversample"
+        );
+    }
     let tones = tones_at(&args.level)?;
-    let opts = RunOptions {
-        oversample: args.oversample,
-    };
+    let opts: RunOptions = convention.run_options().oversampled(args.oversample);
     let _locks = match &args.out {
         Some(dir) => Some(claim_outputs(dir, &[&args.model])?),
         None => None,
@@ -94,15 +122,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return measure_grid(&args, &mut model, fs, opts, &tones, points);
     }
     super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;
-    let pb = progress_bar(tones.len(), "sine set");
+    let paper = convention == Convention::Paper;
+    let pb = progress_bar(tones.len() * if paper { 2 } else { 1 }, "sine set");
     let t0 = Instant::now();
-    let report = measure_tones(&model.network, fs, opts, None, &tones, &|k| {
-        pb.set_position(k as u64)
-    })?;
+    let progress = |k: usize| pb.set_position(k as u64);
+    let (report, table) = if paper {
+        let (t, r) = measure_table1(&model.network, fs, convention, &tones, true, &progress)?;
+        (r, Some(t))
+    } else {
+        let r = measure_tones(&model.network, fs, opts, None, &tones, &progress)?;
+        (r, None)
+    };
     pb.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
     let name = args.model.display().to_string();
-    let summary = measure_json(&report, &name);
+    let summary = measure_json(&report, &name, convention, table.as_ref());
     if let Some(dir) = &args.out {
         write_outputs(dir, &model, fs, opts, &report, &summary)
             .with_context(|| format!("writing to {}", dir.display()))?;
@@ -121,6 +155,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         report.tones.len()
     );
+    if let Some(t) = &table {
+        print!("{}", t.text());
+        return Ok(());
+    }
+    println!("  convention {}", convention.description());
     println!("  metric   mean of linear      mean of dB   (dB, w.r.t. the alias-free output)");
     print_row("ESR-S", report.esr_s.mean_linear_db, report.esr_s.mean_db);
     print_row("NMR-S", report.nmr_s.mean_linear_db, report.nmr_s.mean_db);
@@ -179,7 +218,7 @@ fn measure_grid(
             pb.set_position(k as u64)
         })?;
         pb.finish_and_clear();
-        let mut summary = measure_json(&report, &name);
+        let mut summary = measure_json(&report, &name, Convention::from(args.convention), None);
         summary["knobs"] = serde_json::json!(knobs);
         if let Some(dir) = &args.out {
             let sub = dir.join(format!(

@@ -14,12 +14,14 @@ pub mod plots;
 pub mod report;
 pub mod sine_set;
 pub mod summary;
+pub mod table1;
 
 pub use audio_metrics::{audio_metrics, AWeighting, AudioMetrics};
 pub use sine_set::{
-    analyze_tone, compare_sine_set, measure_sine_set, measure_tones, RunOptions, SineSetReport,
-    ToneResult,
+    analyze_tone, compare_sine_set, compare_sine_set_with, measure_sine_set, measure_tones,
+    RunOptions, SineReference, SineSetReport, ToneResult,
 };
+pub use table1::{compare_table1, measure_table1, Convention, Table1};
 
 /// The audibility threshold of aliasing in NMR, dB (paper Fig. 4, ref. \[8\]): NMR-S above it
 /// marks aliasing as likely audible.

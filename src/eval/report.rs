@@ -7,6 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use super::sine_set::{SineSetReport, ToneResult};
+use super::table1::{Convention, Table1};
 use crate::loss::metrics::Aggregate;
 
 /// `10 log10(v)`.
@@ -37,7 +38,7 @@ fn r4(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
 }
 
-fn numr(v: f64) -> Value {
+pub(crate) fn numr(v: f64) -> Value {
     num(r4(v))
 }
 
@@ -106,14 +107,27 @@ pub fn tone_json(t: &ToneResult) -> Value {
         o.insert("nmr_t_db".into(), numr(db(n)));
         o.insert("hesr_t_db".into(), numr(db(h)));
     }
+    if let (Some(e), Some(n), Some(h)) = (m.esr_r, m.nmr_r, m.hesr_r) {
+        o.insert("esr_r_db".into(), numr(db(e)));
+        o.insert("nmr_r_db".into(), numr(db(n)));
+        o.insert("hesr_r_db".into(), numr(db(h)));
+    }
     Value::Object(o)
 }
 
-/// The `measure --json` summary: `esr_s_db`, `nmr_s_db` (10 log10 of the mean of linear
-/// values), `esr_s_mean_db`, `nmr_s_mean_db` (mean of per-tone dB), `tones`, plus context.
-pub fn measure_json(report: &SineSetReport, model: &str) -> Value {
-    json!({
+/// The `measure --json` summary: `convention`, `esr_s_db`, `nmr_s_db` (10 log10 of the mean
+/// of linear values over all tones), `esr_s_mean_db`, `nmr_s_mean_db` (mean of per-tone dB),
+/// `tones`, plus context; under the paper convention also `table1` ([`Table1::to_json`]).
+pub fn measure_json(
+    report: &SineSetReport,
+    model: &str,
+    convention: Convention,
+    table: Option<&Table1>,
+) -> Value {
+    let mut v = json!({
         "model": model,
+        "convention": convention.name(),
+        "conditions": convention.description(),
         "sample_rate": report.fs,
         "oversample": report.oversample,
         "num_tones": report.tones.len(),
@@ -123,7 +137,11 @@ pub fn measure_json(report: &SineSetReport, model: &str) -> Value {
         "nmr_s_mean_db": numr(report.nmr_s.mean_db),
         "aggregation": "*_db: 10*log10(mean over tones of the linear ratio); *_mean_db: mean over tones of 10*log10(ratio)",
         "tones": report.tones.iter().map(tone_json).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(t) = table {
+        v["table1"] = t.to_json();
+    }
+    v
 }
 
 /// An aggregate as `{mean_linear_db, mean_db}`.

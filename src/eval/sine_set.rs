@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, Tone};
+use crate::dsp::tones::{eval_sine_set, eval_tone_len, EvalTone, InputNoise, Tone};
 use crate::eval::oversample::process_oversampled;
 use crate::loss::metrics::{aggregate, Aggregate, AnalysedTone, SineSetAnalyzer, ToneMetrics};
 use crate::models::Network;
@@ -24,16 +24,36 @@ pub type Progress<'a> = &'a (dyn Fn(usize) + Sync);
 /// A progress callback that does nothing.
 pub fn no_progress(_: usize) {}
 
-/// How to run the network over the tones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How to run the network over the tones and measure them. The default is the method
+/// specification's sine set (clean tones, NMR on the signals as they are); `eval::table1`
+/// gives the paper's Table 1 conditions.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunOptions {
     /// Oversampling factor (1 = native rate; 2 = the paper's OS2 baseline, sec. 4.4).
     pub oversample: usize,
+    /// Noise floor added to every input tone at the native rate (`None`: clean tones).
+    pub input_noise: Option<InputNoise>,
+    /// Gain of both signals in the NMR (1: as they are; see [`crate::loss::nmr::Nmr::with_gain`]).
+    pub nmr_gain: f64,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { oversample: 1 }
+        Self {
+            oversample: 1,
+            input_noise: None,
+            nmr_gain: 1.0,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The same conditions at oversampling factor `m`.
+    pub fn oversampled(self, m: usize) -> Self {
+        Self {
+            oversample: m,
+            ..self
+        }
     }
 }
 
@@ -123,6 +143,8 @@ pub struct SineSetReport {
     pub fs: f64,
     /// Oversampling factor the network ran at.
     pub oversample: usize,
+    /// The conditions of the measurement (oversampling, input noise, NMR gain).
+    pub options: RunOptions,
     /// One entry per tone, in [`eval_sine_set`] order.
     pub tones: Vec<ToneResult>,
     /// ESR-S aggregate.
@@ -139,7 +161,7 @@ pub struct SineSetReport {
 
 impl SineSetReport {
     /// Builds the aggregates from per-tone results.
-    pub fn from_tones(fs: f64, oversample: usize, tones: Vec<ToneResult>) -> Result<Self> {
+    pub fn from_tones(fs: f64, options: RunOptions, tones: Vec<ToneResult>) -> Result<Self> {
         if tones.is_empty() {
             return Err(Error::InvalidArgument("no tones".into()));
         }
@@ -149,7 +171,8 @@ impl SineSetReport {
         };
         Ok(Self {
             fs,
-            oversample,
+            oversample: options.oversample,
+            options,
             esr_s: agg(&|m| Some(m.esr_s)).expect("always present"),
             nmr_s: agg(&|m| Some(m.nmr_s)).expect("always present"),
             esr_t: agg(&|m| m.esr_t),
@@ -188,7 +211,7 @@ pub fn measure_tones(
     progress: Progress,
 ) -> Result<SineSetReport> {
     check_memory(fs, opts, 1 + teacher.is_some() as usize)?;
-    let an = SineSetAnalyzer::new(fs)?;
+    let an = SineSetAnalyzer::with_nmr_gain(fs, opts.nmr_gain)?;
     let done = AtomicUsize::new(0);
     let mut results = Vec::with_capacity(tones.len());
     for chunk in tones.chunks(CHUNK) {
@@ -210,7 +233,7 @@ pub fn measure_tones(
             .collect::<Result<Vec<_>>>()?;
         results.extend(part);
     }
-    SineSetReport::from_tones(fs, opts.oversample, results)
+    SineSetReport::from_tones(fs, opts, results)
 }
 
 /// Tones run through a network per chunk: enough to keep every core busy (recurrent networks
@@ -218,15 +241,19 @@ pub fn measure_tones(
 /// still moves.
 const CHUNK: usize = 24;
 
-/// Outputs of `net` for `tones` (1.2 s each at `fs`), oversampled per `opts`.
-fn run_tones(
+/// Outputs of `net` for `tones` (1.2 s each at `fs`, with the input noise of `opts`),
+/// oversampled per `opts`.
+pub(crate) fn run_tones(
     net: &Network,
     tones: &[EvalTone],
     fs: f64,
     opts: RunOptions,
 ) -> Result<Vec<Vec<f64>>> {
     let len = eval_tone_len(fs);
-    let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.tone.render(fs, len)).collect();
+    let inputs: Vec<Vec<f64>> = tones
+        .iter()
+        .map(|t| t.render(fs, len, opts.input_noise.as_ref()))
+        .collect();
     let ys = if opts.oversample <= 1 {
         net.process_batch(&inputs)
     } else {
@@ -243,6 +270,20 @@ fn run_tones(
         }
     }
     Ok(ys)
+}
+
+/// Splits a recording of consecutive sine-set tones (each [`eval_tone_len`] samples at `fs`,
+/// in the order of the tones) into `n` tones.
+pub fn split_recording(x: &[f64], fs: f64, n: usize) -> Result<Vec<Vec<f64>>> {
+    let len = eval_tone_len(fs);
+    if x.len() != n * len {
+        return Err(Error::InvalidArgument(format!(
+            "a recording of the {n} tones needs {} samples ({n} x {len}), it has {}",
+            n * len,
+            x.len()
+        )));
+    }
+    Ok(x.chunks_exact(len).map(|c| c.to_vec()).collect())
 }
 
 /// Metrics of a recorded or rendered tone `y` (at least `fs` samples; the last second is
@@ -284,25 +325,91 @@ pub fn compare_sine_set(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<(SineSetReport, SineSetReport)> {
+    compare_sine_set_with(
+        teacher,
+        student,
+        fs,
+        opts,
+        tones,
+        SineReference::None,
+        progress,
+    )
+}
+
+/// What the -R metrics (paper sec. 2.6) are measured against.
+#[derive(Clone, Copy, Debug)]
+pub enum SineReference<'a> {
+    /// No -R metrics.
+    None,
+    /// The teacher's output as it is (Table 1's rows for models without a device).
+    Teacher,
+    /// Recordings of the tones through the device, one per tone in the order of the tones
+    /// (at least one second each; the last second is analysed).
+    Recordings(&'a [Vec<f64>]),
+}
+
+impl SineReference<'_> {
+    /// What the -R metrics are against, in words (`None`: no -R metrics).
+    pub fn describe(&self) -> Option<&'static str> {
+        match self {
+            SineReference::None => None,
+            SineReference::Teacher => Some("the teacher's output"),
+            SineReference::Recordings(_) => Some("the device recordings"),
+        }
+    }
+}
+
+/// [`compare_sine_set`] with the -R metrics of both models against `reference`.
+pub fn compare_sine_set_with(
+    teacher: &Network,
+    student: &Network,
+    fs: f64,
+    opts: RunOptions,
+    tones: &[EvalTone],
+    reference: SineReference,
+    progress: Progress,
+) -> Result<(SineSetReport, SineSetReport)> {
+    if let SineReference::Recordings(r) = reference {
+        if r.len() != tones.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} reference recordings for {} tones",
+                r.len(),
+                tones.len()
+            )));
+        }
+    }
     check_memory(fs, opts, 2)?;
-    let an = SineSetAnalyzer::new(fs)?;
+    let an = SineSetAnalyzer::with_nmr_gain(fs, opts.nmr_gain)?;
     let done = AtomicUsize::new(0);
     let (mut t, mut s) = (Vec::new(), Vec::new());
-    for chunk in tones.chunks(CHUNK) {
+    for (ci, chunk) in tones.chunks(CHUNK).enumerate() {
         let yts = run_tones(teacher, chunk, fs, opts)?;
         let yss = run_tones(student, chunk, fs, opts)?;
         let pairs = chunk
             .par_iter()
             .enumerate()
             .map(|(i, tone)| {
-                let at = an.analyse_tone(&yts[i], tone.tone.f0)?;
-                let as_ = an.analyse_tone(&yss[i], tone.tone.f0)?;
-                let r = (
-                    tone_result(&an, &at, Some(&at))?.with(*tone),
-                    tone_result(&an, &as_, Some(&at))?.with(*tone),
-                );
+                let f0 = tone.tone.f0;
+                let at = an.analyse_tone(&yts[i], f0)?;
+                let as_ = an.analyse_tone(&yss[i], f0)?;
+                let mut rt = tone_result(&an, &at, Some(&at))?;
+                let mut rs = tone_result(&an, &as_, Some(&at))?;
+                let rec = match reference {
+                    SineReference::Recordings(r) => Some(an.analyse_tone(&r[ci * CHUNK + i], f0)?),
+                    _ => None,
+                };
+                let r = match reference {
+                    SineReference::None => None,
+                    SineReference::Teacher => Some(&at),
+                    SineReference::Recordings(_) => rec.as_ref(),
+                };
+                if let Some(r) = r {
+                    let raw = an.raw_reference(r)?;
+                    an.add_reference_metrics(&mut rt.metrics, &at, r, &raw)?;
+                    an.add_reference_metrics(&mut rs.metrics, &as_, r, &raw)?;
+                }
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                Ok(r)
+                Ok((rt.with(*tone), rs.with(*tone)))
             })
             .collect::<Result<Vec<_>>>()?;
         for (a, b) in pairs {
@@ -311,8 +418,8 @@ pub fn compare_sine_set(
         }
     }
     Ok((
-        SineSetReport::from_tones(fs, opts.oversample, t)?,
-        SineSetReport::from_tones(fs, opts.oversample, s)?,
+        SineSetReport::from_tones(fs, opts, t)?,
+        SineSetReport::from_tones(fs, opts, s)?,
     ))
 }
 

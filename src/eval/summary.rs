@@ -1,11 +1,14 @@
 //! The before/after summary of a fine-tuning run, in the shape of the paper's Table 1: the
 //! sine-set metrics (sec. 2.6) of the teacher and of the student, the student's -T metrics
 //! against the teacher, each as `10·log10` of the mean of linear values (the paper's "arithmetic
-//! mean") and as the mean of per-tone dB values.
+//! mean") and as the mean of per-tone dB values (convention spec), and the same rows under the
+//! paper's convention (Table 1 as printed, with its -R columns against the teacher's output;
+//! see [`super::table1`]).
 
 use serde_json::{json, Value};
 
-use super::sine_set::{compare_sine_set, no_progress, RunOptions, SineSetReport};
+use super::sine_set::{compare_sine_set, no_progress, RunOptions, SineReference, SineSetReport};
+use super::table1::{compare_table1, Convention, Table1};
 use crate::dsp::tones::eval_sine_set;
 use crate::loss::metrics::Aggregate;
 use crate::models::Network;
@@ -30,6 +33,8 @@ pub struct Summary {
     pub hesr_t: Aggregate,
     /// `esr_t.mean_linear_db`.
     pub esr_t_db: f64,
+    /// Both rows under the paper's convention (without the oversampled columns).
+    pub paper: Table1,
 }
 
 fn self_metrics(r: &SineSetReport) -> SelfMetrics {
@@ -50,6 +55,16 @@ pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Sum
         &eval_sine_set(),
         &no_progress,
     )?;
+    let (paper, _, _) = compare_table1(
+        teacher,
+        student,
+        fs,
+        Convention::Paper,
+        &eval_sine_set(),
+        SineReference::Teacher,
+        false,
+        &no_progress,
+    )?;
     let missing = || crate::Error::InvalidArgument("teacher metrics missing".into());
     let esr_t = s.esr_t.ok_or_else(missing)?;
     Ok(Summary {
@@ -59,6 +74,7 @@ pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Sum
         nmr_t: s.nmr_t.ok_or_else(missing)?,
         hesr_t: s.hesr_t.ok_or_else(missing)?,
         esr_t_db: esr_t.mean_linear_db,
+        paper,
     })
 }
 
@@ -69,7 +85,9 @@ impl Summary {
         let c = |a: &Aggregate| format!("{:>7.1} ({:>6.1})", a.mean_linear_db, a.mean_db);
         let dash = format!("{:>16}", "-");
         let mut s = String::new();
-        s.push_str("sine set, dB: 10·log10(mean of linear) (mean of per-tone dB)\n");
+        s.push_str(
+            "sine set, convention spec, dB: 10·log10(mean of linear) (mean of per-tone dB)\n",
+        );
         s.push_str(&format!(
             "{:<8} {:>16} {:>16} {:>16} {:>16} {:>16}\n",
             "role", "ESR-S", "NMR-S", "ESR-T", "NMR-T", "HESR-T"
@@ -89,10 +107,13 @@ impl Summary {
             c(&self.nmr_t),
             c(&self.hesr_t)
         ));
+        s.push('\n');
+        s.push_str(&self.paper.text());
         s
     }
 
-    /// The summary as JSON (`*_db`: mean of linear values in dB; `*_mean_db`: mean of dB).
+    /// The summary as JSON (convention spec: `*_db` mean of linear values in dB, `*_mean_db`
+    /// mean of dB; `paper_convention`: [`Table1::to_json`]).
     pub fn to_json(&self) -> Value {
         let pair = |a: &Aggregate| (a.mean_linear_db, a.mean_db);
         let side = |m: &SelfMetrics| {
@@ -107,6 +128,9 @@ impl Summary {
             "esr_t_db": self.esr_t.mean_linear_db, "esr_t_mean_db": self.esr_t.mean_db,
             "nmr_t_db": self.nmr_t.mean_linear_db, "nmr_t_mean_db": self.nmr_t.mean_db,
             "hesr_t_db": self.hesr_t.mean_linear_db, "hesr_t_mean_db": self.hesr_t.mean_db,
+            "convention": Convention::Spec.name(),
+            "conditions": Convention::Spec.description(),
+            "paper_convention": self.paper.to_json(),
         })
     }
 }

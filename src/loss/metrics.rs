@@ -26,6 +26,12 @@ pub struct ToneMetrics {
     pub nmr_t: Option<f64>,
     /// Harmonic-magnitude ESR against the teacher's harmonics.
     pub hesr_t: Option<f64>,
+    /// ESR against a reference output as it is (a device recording, or the teacher's output).
+    pub esr_r: Option<f64>,
+    /// NMR against the reference output.
+    pub nmr_r: Option<f64>,
+    /// Harmonic-magnitude ESR against the reference's harmonics.
+    pub hesr_r: Option<f64>,
 }
 
 /// An aggregate over tones, in dB.
@@ -74,6 +80,12 @@ pub struct SineSetAnalyzer {
 impl SineSetAnalyzer {
     /// For sample rate `fs` (an even integer number of Hz).
     pub fn new(fs: f64) -> Result<Self> {
+        Self::with_nmr_gain(fs, 1.0)
+    }
+
+    /// For sample rate `fs`, the NMR measured on both signals scaled by `gain`
+    /// ([`Nmr::with_gain`]; the paper's Table 1 convention is 0.5).
+    pub fn with_nmr_gain(fs: f64, gain: f64) -> Result<Self> {
         // The analysis length is N = fs samples (one second), which must be even (spec sec. 2).
         if !(fs > 0.0 && fs.is_finite() && fs.fract() == 0.0 && (fs as u64).is_multiple_of(2)) {
             return Err(Error::InvalidArgument(format!(
@@ -82,7 +94,7 @@ impl SineSetAnalyzer {
         }
         Ok(Self {
             analyzer: HarmonicAnalyzer::new(fs as usize, fs)?,
-            nmr: Nmr::new(fs)?,
+            nmr: Nmr::with_gain(fs, gain)?,
         })
     }
 
@@ -122,6 +134,9 @@ impl SineSetAnalyzer {
             esr_t: None,
             nmr_t: None,
             hesr_t: None,
+            esr_r: None,
+            nmr_r: None,
+            hesr_r: None,
         };
         if let Some(t) = teacher {
             m.esr_t = Some(esr(&a.seg, &t.clean));
@@ -129,6 +144,30 @@ impl SineSetAnalyzer {
             m.hesr_t = Some(hesr(&a.harmonics.magnitudes(), &t.harmonics.magnitudes())?);
         }
         Ok(m)
+    }
+
+    /// The NMR reference of an analysed output as it is (not its alias-free version), for the
+    /// -R metrics against it ([`SineSetAnalyzer::add_reference_metrics`]).
+    pub fn raw_reference(&self, r: &AnalysedTone) -> Result<NmrReference> {
+        self.nmr.reference(&r.seg, &mut self.nmr.scratch())
+    }
+
+    /// Adds the -R metrics (paper sec. 2.6) of analysed output `a` against reference output `r`
+    /// (`raw` = [`SineSetAnalyzer::raw_reference`] of `r`): ESR-R = ESR(y, y_ref), NMR-R =
+    /// NMR(S, S_ref), HESR-R = ESR(|C|, |C_ref|). The reference is taken as it is: Table 1's
+    /// rows without a device give the teachers ESR-R = HESR-R = -inf and NMR-R = the floor
+    /// `mean(Emin / M)` (about -122 dB), which only the unprocessed teacher output gives.
+    pub fn add_reference_metrics(
+        &self,
+        m: &mut ToneMetrics,
+        a: &AnalysedTone,
+        r: &AnalysedTone,
+        raw: &NmrReference,
+    ) -> Result<()> {
+        m.esr_r = Some(esr(&a.seg, &r.seg));
+        m.nmr_r = Some(self.nmr.nmr(raw, &a.seg, &mut self.nmr.scratch())?);
+        m.hesr_r = Some(hesr(&a.harmonics.magnitudes(), &r.harmonics.magnitudes())?);
+        Ok(())
     }
 
     /// Metrics of one tone's output `y` (at least N samples), optionally against the teacher's

@@ -81,6 +81,8 @@ pub struct Nmr {
     fs: f64,
     stft: Stft,
     gl: f64,
+    /// Gain applied to both signals before the quantisation (1 = the signals as they are).
+    gain: f64,
     ear: Vec<f64>,
     rows: Vec<BandRow>,
     ein: Vec<f64>,
@@ -133,8 +135,22 @@ pub struct NmrScratch {
 impl Nmr {
     /// The NMR model for sample rate `fs`.
     pub fn new(fs: f64) -> Result<Self> {
+        Self::with_gain(fs, 1.0)
+    }
+
+    /// The NMR model for sample rate `fs` evaluating both signals scaled by `gain` (before the
+    /// quantisation of spec sec. 5 step 1). The ear model is level dependent (internal noise,
+    /// level-dependent spreading), so this is the listening level `Lp + 20 log10(gain)` dB SPL
+    /// for a full-scale sine: the authors evaluated Table 1 on renders stored at half
+    /// amplitude, i.e. `gain = 0.5`, 86 dB instead of 92 (see `eval::table1`).
+    pub fn with_gain(fs: f64, gain: f64) -> Result<Self> {
         if !(fs > 0.0 && fs.is_finite()) {
             return Err(Error::InvalidArgument(format!("bad sample rate {fs}")));
+        }
+        if !(gain > 0.0 && gain.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "NMR signal gain must be positive and finite, got {gain}"
+            )));
         }
         let n = NMR_FFT_LEN;
         let bins = n / 2 + 1;
@@ -181,6 +197,7 @@ impl Nmr {
             fs,
             stft: Stft::new(hann_symmetric(n), NMR_HOP),
             gl: loudness_scale(fs, n),
+            gain,
             ear: ear_weights(fs, n),
             rows,
             ein,
@@ -197,6 +214,11 @@ impl Nmr {
     /// Sample rate.
     pub fn fs(&self) -> f64 {
         self.fs
+    }
+
+    /// Gain applied to both signals before the ear model (see [`Nmr::with_gain`]).
+    pub fn gain(&self) -> f64 {
+        self.gain
     }
 
     /// A scratch for calls on signals of any length.
@@ -247,11 +269,12 @@ impl Nmr {
         }
     }
 
-    /// `round(Amax x) GL` into the scratch (spec sec. 5 step 1).
+    /// `round(Amax g x) GL` into the scratch (spec sec. 5 step 1; `g` = [`Nmr::gain`]).
     fn scale_into(&self, x: &[f64], s: &mut NmrScratch) {
+        let a = AMAX * self.gain;
         s.scaled.clear();
         s.scaled
-            .extend(x.iter().map(|&v| (AMAX * v).round() * self.gl));
+            .extend(x.iter().map(|&v| (a * v).round() * self.gl));
     }
 
     /// Weighted magnitudes `W_k |X[k, t]|` of `x` into `s.mag`, spectra into `s.spec`.
@@ -396,7 +419,8 @@ impl Nmr {
             }
         }
         let spec = std::mem::take(&mut s.spec);
-        self.stft.adjoint(&spec, AMAX * self.gl, grad, &mut s.stft);
+        self.stft
+            .adjoint(&spec, AMAX * self.gain * self.gl, grad, &mut s.stft);
         s.spec = spec;
         Ok(total)
     }
