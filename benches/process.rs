@@ -1,5 +1,6 @@
 //! `process` throughput of the paper's two Broadcast teachers (LSTM-40 GuitarML, standard NAM
-//! WaveNet) on 10 s of audio at 44.1 kHz, f32 and f64, single-threaded. Criterion reports
+//! WaveNet) and of the LSTM-40 conditioned on two knobs, on 10 s of audio at 44.1 kHz, f32
+//! and f64, single-threaded. Criterion reports
 //! samples/s (Throughput::Elements); the real-time factor (seconds of audio per second of
 //! computation) is printed next to it.
 
@@ -57,11 +58,32 @@ fn bench_one<T: Real>(c: &mut Criterion, name: &str, m: &ModelFile) {
     g.finish();
 }
 
+/// The Broadcast LSTM-40 given two knob inputs (Proteus / AIDA-X style: `[x, k1, k2]`), with
+/// knob weights of the size of its audio-input weights, at knobs (0.3, 0.7).
+fn conditioned(m: &ModelFile) -> ModelFile {
+    let mut m = m.clone();
+    if let dealias::Network::Rnn(r) = &mut m.network {
+        let l = &mut r.layers[0];
+        l.w_ih = l
+            .w_ih
+            .iter()
+            .flat_map(|&w| [w, 0.5 * w, -0.25 * w])
+            .collect();
+        l.input_size = 3;
+        r.knobs = vec![0.3, 0.7];
+        r.validate().expect("valid conditioned network");
+    }
+    m
+}
+
 fn benches(c: &mut Criterion) {
     let lstm = model("paper-models/broadcast_lstm_teacher.json");
     let wavenet = model("paper-models/broadcast_tcn_teacher.nam");
     bench_one::<f32>(c, "broadcast_lstm40_f32", &lstm);
     bench_one::<f64>(c, "broadcast_lstm40_f64", &lstm);
+    let knobs = conditioned(&lstm);
+    bench_one::<f32>(c, "broadcast_lstm40_knobs2_f32", &knobs);
+    bench_one::<f64>(c, "broadcast_lstm40_knobs2_f64", &knobs);
     bench_one::<f32>(c, "broadcast_wavenet_f32", &wavenet);
     bench_one::<f64>(c, "broadcast_wavenet_f64", &wavenet);
 }

@@ -1,6 +1,7 @@
 //! Forward + backward of the recurrent training engine at the size of the paper's LSTM runs:
 //! LSTM, hidden 40, skip, one layer, batch 40 × 4410 samples (one TBPTT frame per step); and a
-//! GRU of the same size, for reference.
+//! GRU of the same size, for reference; and the LSTM conditioned on two knobs (Proteus /
+//! AIDA-X style, every item at its own knob values).
 //!
 //! Prints, per precision and threading, the time per step (wall and CPU), samples per second
 //! (batch items × samples) and GFLOP/s counting 3 × 2·(G·H)·(H+1) FLOP per sample and item for
@@ -20,7 +21,7 @@ const HIDDEN: usize = 40;
 const BATCH: usize = 40;
 const FRAME: usize = 4410;
 
-fn net(cell: Cell) -> Rnn {
+fn net(cell: Cell, knobs: usize) -> Rnn {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut u = |n: usize, a: f64| (0..n).map(|_| rng.gen_range(-a..a)).collect::<Vec<f64>>();
     let g = cell.gates() * HIDDEN;
@@ -28,9 +29,9 @@ fn net(cell: Cell) -> Rnn {
     Rnn {
         cell,
         layers: vec![RnnLayer {
-            input_size: 1,
+            input_size: 1 + knobs,
             hidden_size: HIDDEN,
-            w_ih: u(g, s),
+            w_ih: u(g * (1 + knobs), s),
             w_hh: u(g * HIDDEN, s),
             b_ih: Some(u(g, s)),
             b_hh: Some(u(g, s)),
@@ -40,6 +41,7 @@ fn net(cell: Cell) -> Rnn {
         head_weight: u(HIDDEN, s),
         head_bias: Some(u(1, s)),
         skip: true,
+        knobs: vec![0.5; knobs],
     }
 }
 
@@ -65,7 +67,15 @@ impl<T: Real> Worker<T> {
             xs: (0..items).map(|_| sig()).collect(),
             dys: (0..items).map(|_| sig()).collect(),
             ys: vec![vec![T::zero(); FRAME]; items],
-            states: vec![tr.initial_state(); items],
+            states: (0..items)
+                .map(|_| {
+                    let mut s = tr.initial_state();
+                    s.knobs
+                        .iter_mut()
+                        .for_each(|k| *k = T::from_f64_lossy(rng.gen_range(0.0..1.0)));
+                    s
+                })
+                .collect(),
             tape: RnnTape::new(),
             grad: vec![T::zero(); tr.num_params()],
         }
@@ -92,8 +102,12 @@ fn step<T: Real>(tr: &RnnTrainer<T>, workers: &mut [Worker<T>], total: &mut [T])
     }
 }
 
-fn setup<T: Real>(cell: Cell, splits: usize) -> (RnnTrainer<T>, Vec<Worker<T>>, Vec<T>) {
-    let tr = RnnTrainer::<T>::new(&net(cell));
+fn setup<T: Real>(
+    cell: Cell,
+    knobs: usize,
+    splits: usize,
+) -> (RnnTrainer<T>, Vec<Worker<T>>, Vec<T>) {
+    let tr = RnnTrainer::<T>::new(&net(cell, knobs));
     let workers = (0..splits)
         .map(|i| Worker::new(&tr, BATCH / splits, i as u64 + 10))
         .collect();
@@ -119,8 +133,8 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ is 100 on Linux.
 }
 
-fn report<T: Real>(cell: Cell, name: &str, splits: usize) {
-    let (tr, mut workers, mut total) = setup::<T>(cell, splits);
+fn report<T: Real>(cell: Cell, knobs: usize, name: &str, splits: usize) {
+    let (tr, mut workers, mut total) = setup::<T>(cell, knobs, splits);
     pool(splits).install(|| {
         step(&tr, &mut workers, &mut total);
         let reps = 5;
@@ -147,23 +161,35 @@ fn report<T: Real>(cell: Cell, name: &str, splits: usize) {
 
 fn bench(c: &mut Criterion) {
     for (name, splits) in [("1 thread", 1), ("2 threads", 2)] {
-        report::<f64>(Cell::Lstm, &format!("f64 {name}"), splits);
-        report::<f32>(Cell::Lstm, &format!("f32 {name}"), splits);
+        report::<f64>(Cell::Lstm, 0, &format!("f64 {name}"), splits);
+        report::<f32>(Cell::Lstm, 0, &format!("f32 {name}"), splits);
     }
-    report::<f64>(Cell::Gru, "f64 1 thread", 1);
+    report::<f64>(Cell::Gru, 0, "f64 1 thread", 1);
+    for (name, splits) in [("1 thread", 1), ("2 threads", 2)] {
+        report::<f64>(Cell::Lstm, 2, &format!("2 knobs f64 {name}"), splits);
+        report::<f32>(Cell::Lstm, 2, &format!("2 knobs f32 {name}"), splits);
+    }
     let mut g = c.benchmark_group("rnn_train_lstm40_b40x4410");
     g.sample_size(10);
     for splits in [1, 2] {
         let p = pool(splits);
-        let (tr, mut w, mut t) = setup::<f64>(Cell::Lstm, splits);
+        let (tr, mut w, mut t) = setup::<f64>(Cell::Lstm, 0, splits);
         g.bench_function(format!("f64_{splits}thread"), |b| {
             b.iter(|| p.install(|| step(&tr, &mut w, &mut t)))
         });
-        let (tr, mut w, mut t) = setup::<f32>(Cell::Lstm, splits);
+        let (tr, mut w, mut t) = setup::<f32>(Cell::Lstm, 0, splits);
         g.bench_function(format!("f32_{splits}thread"), |b| {
             b.iter(|| p.install(|| step(&tr, &mut w, &mut t)))
         });
     }
+    g.finish();
+    let mut g = c.benchmark_group("rnn_train_lstm40_knobs2_b40x4410");
+    g.sample_size(10);
+    let p = pool(1);
+    let (tr, mut w, mut t) = setup::<f64>(Cell::Lstm, 2, 1);
+    g.bench_function("f64_1thread", |b| {
+        b.iter(|| p.install(|| step(&tr, &mut w, &mut t)))
+    });
     g.finish();
 }
 

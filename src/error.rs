@@ -23,9 +23,9 @@ pub enum Error {
     /// `message` states the accepted range.
     #[error("{name}: {message}")]
     Setting { name: &'static str, message: String },
-    /// An I/O failure with the path it concerns. The operating system's message is part of
-    /// this error's text and deliberately not its `source()`, so that printing the chain of
-    /// causes does not say it twice.
+    /// An I/O failure with the path it concerns. The OS error is part of the message and
+    /// deliberately not a `source()`: error reporters that print the chain (`{:#}`) would
+    /// otherwise repeat it.
     #[error("{path}: {error}")]
     Io {
         path: PathBuf,

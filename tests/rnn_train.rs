@@ -5,6 +5,11 @@
 //! output); `run`/`forward`/chunked frames 1e-13; gradients, per parameter tensor, the L2 norm
 //! of (analytic − finite difference) relative to the L2 norm of the finite difference < 1e-6;
 //! f32 vs f64: outputs 1e-5 and gradients 1e-3 (relative, per tensor).
+//!
+//! Knob-conditioned networks (`knobs > 0`: layer 0 sees `[x, k_1, …]`) run every item of a
+//! batch at its own knob values, so that the knob weights' gradients sum over differently
+//! conditioned items; the forward reference is the streaming processor of the network set to
+//! that item's knob values.
 
 use dealias::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
 use dealias::models::{Cell, Network, Rnn, RnnLayer};
@@ -29,6 +34,8 @@ struct Config {
     skip: bool,
     head_bias: bool,
     initial_state: bool,
+    /// Knob inputs after the audio sample.
+    knobs: usize,
 }
 
 fn uniform(rng: &mut ChaCha8Rng, n: usize, a: f64) -> Vec<f64> {
@@ -38,7 +45,7 @@ fn uniform(rng: &mut ChaCha8Rng, n: usize, a: f64) -> Vec<f64> {
 fn random_rnn(cfg: Config, seed: u64) -> Rnn {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let g = cfg.cell.gates();
-    let mut input = 1;
+    let mut input = 1 + cfg.knobs;
     let mut layers = vec![];
     for &h in cfg.hidden {
         let (b_ih, b_hh) = match cfg.bias {
@@ -76,6 +83,7 @@ fn random_rnn(cfg: Config, seed: u64) -> Rnn {
         head_weight: uniform(&mut rng, input, 1.0),
         head_bias: cfg.head_bias.then(|| uniform(&mut rng, 1, 0.5)),
         skip: cfg.skip,
+        knobs: (0..cfg.knobs).map(|_| rng.gen_range(0.0..1.0)).collect(),
     };
     rnn.validate().unwrap();
     rnn
@@ -83,6 +91,29 @@ fn random_rnn(cfg: Config, seed: u64) -> Rnn {
 
 fn random_signals(rng: &mut ChaCha8Rng, batch: usize, steps: usize) -> Vec<Vec<f64>> {
     (0..batch).map(|_| uniform(rng, steps, 1.0)).collect()
+}
+
+/// Different knob values for every item (empty for unconditioned networks).
+fn item_knobs(net: &Rnn, batch: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..batch)
+        .map(|_| {
+            (0..net.knobs.len())
+                .map(|_| rng.gen_range(0.0..1.0))
+                .collect()
+        })
+        .collect()
+}
+
+/// The network's initial state for every item, at the item's knob values.
+fn initial_states<T: dealias::Real>(tr: &RnnTrainer<T>, knobs: &[Vec<f64>]) -> Vec<RnnState<T>> {
+    knobs
+        .iter()
+        .map(|k| RnnState {
+            knobs: dealias::models::cast_vec(k),
+            ..tr.initial_state()
+        })
+        .collect()
 }
 
 fn random_state(tr: &RnnTrainer<f64>, rng: &mut ChaCha8Rng) -> RnnState<f64> {
@@ -95,12 +126,19 @@ fn random_state(tr: &RnnTrainer<f64>, rng: &mut ChaCha8Rng) -> RnnState<f64> {
     s
 }
 
-/// Runs the trainer forward (without tape) from `start` and returns `Σ c·y`.
-fn loss(net: &Rnn, xs: &[Vec<f64>], cs: &[Vec<f64>], start: Option<&[RnnState<f64>]>) -> f64 {
+/// Runs the trainer forward (without tape) from `start` (default: the network's initial
+/// state at the items' knob values `knobs`) and returns `Σ c·y`.
+fn loss(
+    net: &Rnn,
+    xs: &[Vec<f64>],
+    cs: &[Vec<f64>],
+    start: Option<&[RnnState<f64>]>,
+    knobs: &[Vec<f64>],
+) -> f64 {
     let tr = RnnTrainer::<f64>::new(net);
     let mut states: Vec<RnnState<f64>> = match start {
         Some(s) => s.to_vec(),
-        None => vec![tr.initial_state(); xs.len()],
+        None => initial_states(&tr, knobs),
     };
     let xr: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
     let mut ys = vec![vec![0.0; xs[0].len()]; xs.len()];
@@ -183,7 +221,8 @@ fn check_params(cfg: Config, seed: u64, batch: usize, steps: usize) -> f64 {
     let cs = random_signals(&mut rng, batch, steps);
     let tr = RnnTrainer::<f64>::new(&net);
     assert_eq!(tr.num_params(), Network::Rnn(net.clone()).num_params());
-    let start = vec![tr.initial_state(); batch];
+    let knobs = item_knobs(&net, batch, seed + 3000);
+    let start = initial_states(&tr, &knobs);
     let (_, mut grad, ds) = analytic(&net, &xs, &cs, &start);
     for d in &ds {
         tr.add_initial_state_grad(d, &mut grad);
@@ -199,13 +238,13 @@ fn check_params(cfg: Config, seed: u64, batch: usize, steps: usize) -> f64 {
         let Network::Rnn(ref n) = probe else {
             unreachable!()
         };
-        let lp = loss(n, &xs, &cs, None);
+        let lp = loss(n, &xs, &cs, None, &knobs);
         p[i] = p0[i] - FD_STEP;
         probe.set_params(&p).unwrap();
         let Network::Rnn(ref n) = probe else {
             unreachable!()
         };
-        let lm = loss(n, &xs, &cs, None);
+        let lm = loss(n, &xs, &cs, None, &knobs);
         fd[i] = (lp - lm) / (2.0 * FD_STEP);
     }
     let mut worst: f64 = 0.0;
@@ -226,7 +265,14 @@ fn check_state(cfg: Config, seed: u64, batch: usize, steps: usize) -> f64 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 2000);
     let xs = random_signals(&mut rng, batch, steps);
     let cs = random_signals(&mut rng, batch, steps);
-    let start: Vec<RnnState<f64>> = (0..batch).map(|_| random_state(&tr, &mut rng)).collect();
+    let knobs = item_knobs(&net, batch, seed + 3000);
+    let start: Vec<RnnState<f64>> = knobs
+        .iter()
+        .map(|k| RnnState {
+            knobs: k.clone(),
+            ..random_state(&tr, &mut rng)
+        })
+        .collect();
     let (_, _, ds) = analytic(&net, &xs, &cs, &start);
     let mut worst: f64 = 0.0;
     for b in 0..batch {
@@ -247,14 +293,14 @@ fn check_state(cfg: Config, seed: u64, batch: usize, steps: usize) -> f64 {
                     };
                     let v0 = *v;
                     *v = v0 + FD_STEP;
-                    let lp = loss(&net, &xs, &cs, Some(&s));
+                    let lp = loss(&net, &xs, &cs, Some(&s), &knobs);
                     let v = if which == 0 {
                         &mut s[b].h[li][k]
                     } else {
                         &mut s[b].c[li][k]
                     };
                     *v = v0 - FD_STEP;
-                    let lm = loss(&net, &xs, &cs, Some(&s));
+                    let lm = loss(&net, &xs, &cs, Some(&s), &knobs);
                     *f = (lp - lm) / (2.0 * FD_STEP);
                 }
                 if n == 0 {
@@ -295,6 +341,7 @@ fn configs() -> Vec<Config> {
                     skip,
                     head_bias,
                     initial_state: false,
+                    knobs: 0,
                 });
             }
         }
@@ -307,6 +354,22 @@ fn configs() -> Vec<Config> {
                 skip: false,
                 head_bias: true,
                 initial_state: true,
+                knobs: 0,
+            });
+        }
+        // Knob-conditioned (Proteus / AIDA-X style): 1 and 2 knobs, with and without biases.
+        for (hidden, bias, skip, knobs) in [
+            (&[4usize][..], Bias::Both, true, 2),
+            (&[3, 5][..], Bias::Absent, false, 1),
+        ] {
+            v.push(Config {
+                cell,
+                hidden,
+                bias,
+                skip,
+                head_bias: true,
+                initial_state: false,
+                knobs,
             });
         }
     }
@@ -355,10 +418,14 @@ fn rnn_train_forward_matches_streaming_processor() {
         let xs = random_signals(&mut rng, batch, steps);
         let cs = random_signals(&mut rng, batch, steps);
         let tr = RnnTrainer::<f64>::new(&net);
-        let start = vec![tr.initial_state(); batch];
+        let knobs = item_knobs(&net, batch, 450 + i as u64);
+        let start = initial_states(&tr, &knobs);
         let (ys, _, _) = analytic(&net, &xs, &cs, &start);
-        let network = Network::Rnn(net.clone());
-        for (x, y) in xs.iter().zip(&ys) {
+        for ((x, y), k) in xs.iter().zip(&ys).zip(&knobs) {
+            let network = Network::Rnn(Rnn {
+                knobs: k.clone(),
+                ..net.clone()
+            });
             let reference = network.process::<f64>(x);
             let e = max_rel(y, &reference);
             assert!(e < 1e-12, "{cfg:?}: forward vs process {e:.3e}");
@@ -434,8 +501,9 @@ fn check_f32(cfg: Config, seed: u64, batch: usize, steps: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
     let xs = random_signals(&mut rng, batch, steps);
     let cs = random_signals(&mut rng, batch, steps);
-    let s64 = vec![RnnTrainer::<f64>::new(&net).initial_state(); batch];
-    let s32 = vec![RnnTrainer::<f32>::new(&net).initial_state(); batch];
+    let knobs = item_knobs(&net, batch, seed + 200);
+    let s64 = initial_states(&RnnTrainer::<f64>::new(&net), &knobs);
+    let s32 = initial_states(&RnnTrainer::<f32>::new(&net), &knobs);
     let (y64, g64, d64) = analytic::<f64>(&net, &xs, &cs, &s64);
     let (y32, g32, d32) = analytic::<f32>(&net, &xs, &cs, &s32);
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
@@ -470,18 +538,20 @@ fn rnn_train_f32_matches_f64() {
 /// (used with batches of 5 and 6: full tiles of 4 items plus remainder rows).
 fn tile_configs() -> Vec<Config> {
     [
-        (Cell::Lstm, &[16usize][..]),
-        (Cell::Gru, &[8, 16][..]),
-        (Cell::Lstm, &[16, 8][..]),
+        (Cell::Lstm, &[16usize][..], 0),
+        (Cell::Gru, &[8, 16][..], 0),
+        (Cell::Lstm, &[16, 8][..], 0),
+        (Cell::Lstm, &[16usize][..], 2),
     ]
     .into_iter()
-    .map(|(cell, hidden)| Config {
+    .map(|(cell, hidden, knobs)| Config {
         cell,
         hidden,
         bias: Bias::Both,
         skip: true,
         head_bias: true,
         initial_state: false,
+        knobs,
     })
     .collect()
 }

@@ -49,6 +49,9 @@ pub struct Args {
     /// Only the tones at this input level (-36, -18 or -6 dBFS; repeatable). Default: all.
     #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
     pub level: Vec<f64>,
+    /// Knob values of both models (conditioned models).
+    #[command(flatten)]
+    pub knobs: super::KnobArgs,
 }
 
 fn agg_db(a: Option<crate::loss::metrics::Aggregate>) -> f64 {
@@ -98,8 +101,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.audio.len()
         );
     }
-    let (teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
-    let (student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
+    let (mut teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
+    let (mut student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
+    super::apply_knobs(&mut teacher, &args.knobs.knobs, &args.teacher)?;
+    super::apply_knobs(&mut student, &args.knobs.knobs, &args.student)?;
     if fs != fs_s {
         bail!("the teacher runs at {fs} Hz but the student at {fs_s} Hz");
     }

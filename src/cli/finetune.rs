@@ -38,7 +38,7 @@ pub enum PrecisionArg {
 /// Arguments of `dealias finetune`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model to anti-alias (.nam or GuitarML .json); it is never modified.
+    /// The model to anti-alias (.nam, GuitarML or AIDA-X .json); it is never modified.
     pub model: PathBuf,
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.
     #[arg(short, long)]
@@ -112,6 +112,10 @@ pub struct Args {
     /// Every how many semitones of the evaluation sine set the validation uses.
     #[arg(long, default_value_t = 3)]
     pub validation_stride: usize,
+    /// Knob-conditioned models: values per knob of the validation grid, evenly over 0..1
+    /// (every validation tone runs at every grid setting; training tones at random settings).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub validation_knob_points: usize,
     /// Print no progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -295,6 +299,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         patience: (args.patience > 0).then_some(args.patience),
         validate_every_batches: args.validate_every,
         validation_stride: args.validation_stride,
+        validation_knob_points: args.validation_knob_points,
         checkpoint_path: Some(checkpoint_path.clone()),
         checkpoint_interval,
     };
@@ -342,6 +347,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 bar.println(line);
             }
         };
+        let nk = model.network.num_knobs();
+        if nk > 0 {
+            say(format!(
+                "{} knob input(s): each training tone at its own random knob setting in 0..1; validation at {} knob settings",
+                nk,
+                model.network.knob_grid(args.validation_knob_points.max(1)).len()
+            ));
+        }
         say(format!(
             "fine-tuning {} ({}, {} parameters) at {fs} Hz: batch {}, {} frames of {} samples per batch, {} threads",
             args.model.display(),
@@ -446,8 +459,15 @@ fn report_and_save(
         }
         bail!("{msg}");
     }
-    let summary =
-        pool.install(|| crate::eval::summary::before_after(teacher, &outcome.best, fs))?;
+    // Conditioned models are summarised at the middle of the knob range.
+    let (mut teacher, mut best) = (teacher.clone(), outcome.best.clone());
+    if teacher.num_knobs() > 0 {
+        let mid = vec![0.5; teacher.num_knobs()];
+        teacher.set_knobs(&mid)?;
+        best.set_knobs(&mid)?;
+        eprintln!("before/after summary at knob values {mid:?} (all settings: dealias measure --knob-grid)");
+    }
+    let summary = pool.install(|| crate::eval::summary::before_after(&teacher, &best, fs))?;
     println!("{}", summary.table());
     let mut student = model.clone();
     student.network = outcome.best.clone();

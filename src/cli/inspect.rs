@@ -10,7 +10,7 @@ use crate::models::{Cell, Network};
 /// Arguments of `dealias inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model file (.nam or GuitarML .json).
+    /// The model file (.nam, GuitarML or AIDA-X .json).
     pub model: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -20,7 +20,11 @@ pub struct Args {
 /// Runs `dealias inspect`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = crate::load_model(&args.model)?;
-    let d = describe(&model);
+    let mut d = describe(&model);
+    // AIDA-X files carry input_batch -> output_batch test vectors: how well they reproduce.
+    if let Some(e) = crate::formats::test_vector_error(&model)? {
+        d["test_vector_error"] = e.into();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -44,6 +48,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(s) = d["state_size"].as_u64() {
         println!("state size:      {s} values");
+    }
+    if let Some(e) = d["test_vector_error"].as_f64() {
+        println!("test vectors:    reproduced to {e:.1e} of their peak (bare network, knobs at 0)");
     }
     println!("settings:");
     print_value(&d["settings"], 2);
@@ -114,6 +121,7 @@ pub fn describe(model: &ModelFile) -> Value {
             "recurrent_bias": r.layers[0].b_ih.is_some(),
             "head_bias": r.head_bias.is_some(),
             "learned_initial_state": r.layers[0].initial_hidden.is_some(),
+            "knobs": r.num_knobs(),
         }),
         Network::Linear(l) => json!({
             "taps": l.weights.len(),
@@ -133,6 +141,13 @@ pub fn describe(model: &ModelFile) -> Value {
     let metadata = match model.format {
         Format::Nam => doc.get("metadata").cloned(),
         Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
+        Format::AidaX => {
+            let mut md = doc.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let (Some(d), Some(o)) = (doc.get("dealias"), md.as_object_mut()) {
+                o.insert("dealias".into(), d.clone());
+            }
+            Some(md)
+        }
     };
     json!({
         "path": model.path.as_ref().map(|p| p.display().to_string()),

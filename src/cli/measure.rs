@@ -18,7 +18,7 @@ use crate::ModelFile;
 /// Arguments of `dealias measure`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model file (.nam or GuitarML .json).
+    /// The model file (.nam, GuitarML or AIDA-X .json).
     pub model: PathBuf,
     /// Oversampling factor: 2 gives the paper's ESR-S-OS2/NMR-S-OS2 baseline (sec. 4.4).
     #[arg(long, default_value_t = 1, value_name = "M")]
@@ -36,6 +36,12 @@ pub struct Args {
     /// three, as in Table 1; `--level -6` gives the tones of Fig. 4.
     #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
     pub level: Vec<f64>,
+    #[command(flatten)]
+    pub knobs: super::KnobArgs,
+    /// Knob-conditioned models: measure at every setting of a grid of N values per knob,
+    /// evenly over 0..1 (one row per setting; with --out, one subdirectory per setting).
+    #[arg(long, value_name = "N", conflicts_with = "knobs")]
+    pub knob_grid: Option<usize>,
 }
 
 /// The evaluation tones at the chosen levels (all 264 when `levels` is empty).
@@ -78,12 +84,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = RunOptions {
         oversample: args.oversample,
     };
+    let (mut model, fs) = super::load_with_rate(&args.model, args.rate)?;
+    check_memory(fs, opts, 1)?;
+    if let Some(points) = args.knob_grid {
+        return measure_grid(&args, &mut model, fs, opts, &tones, points);
+    }
+    super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;
     let _locks = match &args.out {
         Some(dir) => Some(claim_outputs(dir, &[&args.model])?),
         None => None,
     };
-    let (model, fs) = super::load_with_rate(&args.model, args.rate)?;
-    check_memory(fs, opts, 1)?;
     let pb = progress_bar(tones.len(), "sine set");
     let t0 = Instant::now();
     let report = measure_tones(&model.network, fs, opts, None, &tones, &|k| {
@@ -165,6 +175,84 @@ fn claim_outputs(dir: &Path, inputs: &[&Path]) -> anyhow::Result<crate::io::Outp
         set = set.output(&dir.join(f), "--out");
     }
     Ok(set.claim()?)
+}
+
+/// `measure --knob-grid N`: the sine-set metrics at every knob setting of the grid.
+fn measure_grid(
+    args: &Args,
+    model: &mut ModelFile,
+    fs: f64,
+    opts: RunOptions,
+    tones: &[crate::dsp::tones::EvalTone],
+    points: usize,
+) -> anyhow::Result<()> {
+    if model.network.num_knobs() == 0 {
+        anyhow::bail!("--knob-grid: {} has no knob inputs", args.model.display());
+    }
+    if points == 0 {
+        anyhow::bail!("--knob-grid must be at least 1");
+    }
+    let grid = model.network.knob_grid(points);
+    let name = args.model.display().to_string();
+    let mut rows = Vec::new();
+    if !args.json {
+        println!(
+            "{name}: {} at {fs} Hz, {} tones per knob setting, {} settings",
+            model.network.kind(),
+            tones.len(),
+            grid.len()
+        );
+        println!(
+            "  knobs          ESR-S lin  ESR-S dB   NMR-S lin  NMR-S dB   tones NMR-S > -10 dB"
+        );
+    }
+    for knobs in &grid {
+        model.network.set_knobs(knobs)?;
+        let pb = progress_bar(tones.len(), &format!("knobs {knobs:?}"));
+        let report = measure_tones(&model.network, fs, opts, None, tones, &|k| {
+            pb.set_position(k as u64)
+        })?;
+        pb.finish_and_clear();
+        let mut summary = measure_json(&report, &name);
+        summary["knobs"] = serde_json::json!(knobs);
+        if let Some(dir) = &args.out {
+            let sub = dir.join(format!(
+                "knobs_{}",
+                knobs
+                    .iter()
+                    .map(|k| format!("{k:.3}"))
+                    .collect::<Vec<_>>()
+                    .join("_")
+            ));
+            let _locks = claim_outputs(&sub, &[&args.model])?;
+            write_outputs(&sub, model, fs, opts, &report, &summary)
+                .with_context(|| format!("writing to {}", sub.display()))?;
+        }
+        if !args.json {
+            let audible = report
+                .tones
+                .iter()
+                .filter(|t| 10.0 * t.metrics.nmr_s.log10() > crate::eval::plots::AUDIBILITY_DB)
+                .count();
+            println!(
+                "  {:<14} {:>9.1} {:>9.1} {:>11.1} {:>9.1}   {audible}/{}",
+                format!("{knobs:?}"),
+                report.esr_s.mean_linear_db,
+                report.esr_s.mean_db,
+                report.nmr_s.mean_linear_db,
+                report.nmr_s.mean_db,
+                report.tones.len()
+            );
+        }
+        rows.push(summary);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "knob_grid": rows }))?
+        );
+    }
+    Ok(())
 }
 
 fn write_outputs(

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod audit;
 mod check;
 pub mod compare;
 pub mod finetune;
@@ -37,6 +38,8 @@ pub enum Command {
     Compare(compare::Args),
     /// Measure the aliasing of a recorded or rendered sine response (WAV).
     Analyze(analyze::Args),
+    /// Rank every model of a library (files and folders) by its sine-set aliasing.
+    Audit(audit::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Measure(a) => measure::run(a).map(|()| ExitCode::SUCCESS),
         Command::Compare(a) => compare::run(a).map(|()| ExitCode::SUCCESS),
         Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Audit(a) => audit::run(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -60,7 +64,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads a model and decides the sample rate to run it at: the rate the file states, else
-/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM 48 kHz),
+/// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM and AIDA-X 48 kHz),
 /// with a notice whenever the rate was not stated. An override that contradicts the file's
 /// rate is an error (dealias never resamples a model silently).
 pub(crate) fn load_with_rate(
@@ -95,6 +99,45 @@ pub(crate) fn load_with_rate(
         }
     };
     Ok((model, fs))
+}
+
+/// The `--knobs` option of the commands that run a model.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KnobArgs {
+    /// Knob values of a knob-conditioned model (Proteus / NeuralPi "...Knob" captures, AIDA-X
+    /// models with 2-3 inputs), comma-separated, in the plugins' range 0..1. Default: 0.
+    #[arg(
+        long,
+        value_name = "A[,B]",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub knobs: Vec<f64>,
+}
+
+/// Sets a conditioned model's knobs from `--knobs`, or says which values it runs at; refuses
+/// `--knobs` that do not fit the model.
+pub(crate) fn apply_knobs(
+    model: &mut crate::ModelFile,
+    knobs: &[f64],
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let n = model.network.num_knobs();
+    if knobs.is_empty() {
+        if n > 0 {
+            notice(&format!(
+                "{} is conditioned on {n} knob(s); running at {:?} (set them with --knobs)",
+                path.display(),
+                model.network.knobs()
+            ));
+        }
+        return Ok(());
+    }
+    model
+        .network
+        .set_knobs(knobs)
+        .with_context(|| format!("--knobs for {}", path.display()))
 }
 
 /// Prints a notice (something the user should know that is not an error).

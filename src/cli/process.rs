@@ -15,7 +15,7 @@ pub enum Precision {
 /// Arguments of `dealias process`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model file (.nam or GuitarML .json).
+    /// The model file (.nam, GuitarML or AIDA-X .json).
     pub model: PathBuf,
     /// Input WAV (16/24/32-bit int or 32/64-bit float).
     pub input: PathBuf,
@@ -27,6 +27,8 @@ pub struct Args {
     /// Channel of a multichannel input to use (0 = left).
     #[arg(long, value_name = "N")]
     pub channel: Option<usize>,
+    #[command(flatten)]
+    pub knobs: super::KnobArgs,
 }
 
 /// Runs `dealias process`.
@@ -36,10 +38,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .input(&args.input, "IN.wav")
         .output(&args.output, "OUT.wav")
         .claim()?;
-    let model = crate::load_model(&args.model)?;
+    let mut model = crate::load_model(&args.model)?;
     for n in &model.notices {
         super::notice(n);
     }
+    super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;
     let audio = crate::audio::read_mono(&args.input, args.channel)?;
     if let Some(w) = audio.clipping_warning() {
         eprintln!("warning: {}: {w}", args.input.display());

@@ -99,6 +99,12 @@ impl ToneGenerator {
     pub fn tones(&mut self, count: usize) -> Vec<Tone> {
         (0..count).map(|_| self.next_tone()).collect()
     }
+
+    /// `count` random knob values `U(0, 1)` (the plugins' knob range) for a conditioned
+    /// model, from the same stream, so that checkpoints capture them too.
+    pub fn knobs(&mut self, count: usize) -> Vec<f64> {
+        (0..count).map(|_| self.rng.gen_range(0.0..1.0)).collect()
+    }
 }
 
 /// One tone of the evaluation sine set.

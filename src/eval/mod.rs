@@ -7,6 +7,7 @@
 //! command line (`dealias measure`, `compare`, `analyze`) shows progress through a callback.
 
 pub mod audio_metrics;
+pub mod audit;
 pub mod oversample;
 #[cfg(feature = "plots")]
 pub mod plots;
@@ -19,3 +20,7 @@ pub use sine_set::{
     analyze_tone, compare_sine_set, measure_sine_set, measure_tones, RunOptions, SineSetReport,
     ToneResult,
 };
+
+/// The audibility threshold of aliasing in NMR, dB (paper Fig. 4, ref. \[8\]): NMR-S above it
+/// marks aliasing as likely audible.
+pub const AUDIBILITY_DB: f64 = -10.0;

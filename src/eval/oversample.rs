@@ -109,6 +109,7 @@ mod tests {
             head_weight: w(h, 2.1),
             head_bias: Some(vec![0.05]),
             skip: true,
+            knobs: vec![],
         })
     }
 

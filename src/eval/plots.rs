@@ -23,8 +23,7 @@ static REGISTER: Once = Once::new();
 const FAMILY: &str = "sans-serif";
 /// Figure size in pixels.
 pub const SIZE: (u32, u32) = (900, 560);
-/// The audibility threshold of aliasing in NMR (paper Fig. 4, ref. \[8\]).
-pub const AUDIBILITY_DB: f64 = -10.0;
+pub use super::AUDIBILITY_DB;
 
 fn register_font() {
     REGISTER.call_once(|| {

@@ -5,6 +5,9 @@
 //! then `torch.nn.Linear(hidden_size, 1, bias=bias_fl)` (`lin.*`), plus the input sample when
 //! `skip` is set. Tensor names are PyTorch's: `rec.weight_ih_l{k}`, `rec.weight_hh_l{k}`,
 //! `rec.bias_ih_l{k}`, `rec.bias_hh_l{k}`, `lin.weight`, `lin.bias`.
+//!
+//! `input_size` 2 or 3 is a knob-conditioned model (Proteus "…Knob" captures, NeuralPi, BYOD):
+//! the input vector is `[x, knob_1, knob_2]`, as the plugins feed it, with knobs in 0..1.
 
 use serde_json::{Map, Value};
 
@@ -52,7 +55,8 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
     let get = |k: &str| field(md, k, "model_data");
     let input = match md.get("input_size") {
         None => 1,
-        Some(v) => size(v, "model_data.input_size", 1, 1)?,
+        // Audio plus up to two knobs, as the GuitarML plugins feed them.
+        Some(v) => size(v, "model_data.input_size", 1, 3)?,
     };
     if let Some(v) = md.get("output_size") {
         size(v, "model_data.output_size", 1, 1)?;
@@ -139,6 +143,7 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
         head_weight,
         head_bias,
         skip,
+        knobs: vec![0.0; input - 1],
     };
     rnn.validate()?;
     let sample_rate = ["sample_rate", "samplerate"]

@@ -1,4 +1,6 @@
-//! Model files ⇄ model values: Neural Amp Modeler `.nam` and GuitarML JSON.
+//! Model files ⇄ model values: Neural Amp Modeler `.nam`, GuitarML JSON and AIDA-X
+//! (RTNeural) JSON. Other formats of the GuitarML family are recognised and refused by name
+//! ([`legacy`]).
 //!
 //! Loading keeps the whole JSON document in [`Source`], so that saving rewrites only the
 //! weights that changed (and adds a note in the metadata) and preserves everything else, key
@@ -10,8 +12,10 @@
 //! setting or tensor at fault, and so that sizes are checked against the weight count before
 //! anything is allocated.
 
+mod aidax;
 mod guitarml;
 pub(crate) mod json;
+mod legacy;
 mod nam;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +32,8 @@ pub enum Format {
     Nam,
     /// GuitarML / Automated-GuitarAmpModelling JSON (`model_data` + `state_dict`).
     GuitarMl,
+    /// AIDA-X / RTNeural JSON (`in_shape` + `layers`).
+    AidaX,
 }
 
 impl Format {
@@ -36,15 +42,16 @@ impl Format {
         match self {
             Format::Nam => "Neural Amp Modeler (.nam)",
             Format::GuitarMl => "GuitarML JSON",
+            Format::AidaX => "AIDA-X (RTNeural JSON)",
         }
     }
 
-    /// The sample rate this format's plugins assume when a file states none
-    /// (GuitarML plugins run at 44.1 kHz, NAM's at 48 kHz).
+    /// The sample rate the format's plugins run a model at when the file states none
+    /// (GuitarML 44.1 kHz, NAM and AIDA-X 48 kHz).
     pub fn default_rate(self) -> f64 {
         match self {
-            Format::Nam => 48000.0,
             Format::GuitarMl => 44100.0,
+            Format::Nam | Format::AidaX => 48000.0,
         }
     }
 }
@@ -141,6 +148,8 @@ pub fn detect_format(document: &Value) -> Option<Format> {
         Some(Format::Nam)
     } else if o.contains_key("state_dict") || o.contains_key("model_data") {
         Some(Format::GuitarMl)
+    } else if o.contains_key("in_shape") && o.contains_key("layers") {
+        Some(Format::AidaX)
     } else {
         None
     }
@@ -148,11 +157,15 @@ pub fn detect_format(document: &Value) -> Option<Format> {
 
 /// Builds a model from a parsed document.
 pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result<ModelFile> {
+    if let Some(m) = legacy::unsupported(&document) {
+        return Err(file_error(path, m));
+    }
     let format = detect_format(&document).ok_or_else(|| {
         file_error(
             path,
             "unknown model format: neither a Neural Amp Modeler file (\"architecture\", \"config\", \
-             \"weights\") nor a GuitarML file (\"model_data\", \"state_dict\")",
+             \"weights\"), a GuitarML file (\"model_data\", \"state_dict\") nor an AIDA-X / \
+             RTNeural file (\"in_shape\", \"layers\")",
         )
     })?;
     let (network, sample_rate, notices) =
@@ -181,7 +194,22 @@ fn parse_network(
             let p = guitarml::parse(document)?;
             Ok((p.network, p.sample_rate, Vec::new()))
         }
+        Format::AidaX => {
+            let p = aidax::parse(document)?;
+            Ok((p.network, p.sample_rate, p.notices))
+        }
     }
+}
+
+/// For an AIDA-X file with `input_batch` / `output_batch` test vectors: the largest error of
+/// the model's network on them, relative to their peak (the vectors are of the bare network,
+/// without the file's gains, at knob values 0). `None` for other files.
+pub fn test_vector_error(model: &ModelFile) -> Result<Option<f64>> {
+    if model.format != Format::AidaX {
+        return Ok(None);
+    }
+    aidax::vector_error(&model.network, &model.document)
+        .map_err(|m| file_error(model.path.as_deref(), m))
 }
 
 /// Saves a model in the format it was loaded from (see [`save_model_with_note`]).
@@ -226,6 +254,7 @@ pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
     let changed = match src.format {
         Format::Nam => nam::write(&model.network, &original, &mut doc),
         Format::GuitarMl => guitarml::write(&model.network, &original, &mut doc),
+        Format::AidaX => aidax::write(&model.network, &original, &mut doc),
     }
     .map_err(err)?;
     let rate_changed = model.sample_rate != original_rate;
@@ -252,6 +281,7 @@ pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
                     md.insert("sample_rate".into(), rate);
                 }
             }
+            Format::AidaX => aidax::write_rate(&mut doc, rate),
         }
     }
     if changed == 0 && !rate_changed && note.is_none() {
@@ -283,7 +313,9 @@ pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
                 .expect("just made an object")
                 .insert("dealias".into(), Value::Object(record));
         }
-        Format::GuitarMl => {
+        // The plugins read only their own keys; AIDA-X shows `metadata` strings, so the
+        // record goes to the top level there too.
+        Format::GuitarMl | Format::AidaX => {
             top.insert("dealias".into(), Value::Object(record));
         }
     }

@@ -65,6 +65,13 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
             json::type_name(arch_v)
         )
     })?;
+    // The architecture is judged before anything else, so that a file of another kind is
+    // named as such rather than reported as missing NAM keys.
+    if !["WaveNet", "LSTM", "Linear"].contains(&arch) {
+        return Err(format!(
+            "unsupported architecture \"{arch}\" (supported: WaveNet, LSTM, Linear)"
+        ));
+    }
     let config = object(field(top, "config", "the file")?, "\"config\"")?;
     let weights = numbers(field(top, "weights", "the file")?, "weights")?;
     let sample_rate = match top.get("sample_rate") {
@@ -81,11 +88,7 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
         "WaveNet" => Network::WaveNet(parse_wavenet(config, &weights, &mut notices)?),
         "LSTM" => Network::Rnn(parse_lstm(config, &weights)?),
         "Linear" => Network::Linear(parse_linear(config, &weights)?),
-        other => {
-            return Err(format!(
-                "unsupported architecture \"{other}\" (supported: WaveNet, LSTM, Linear)"
-            ))
-        }
+        _ => unreachable!("checked above"),
     };
     Ok(Parsed {
         network,
@@ -571,6 +574,7 @@ fn parse_lstm(config: &Map<String, Value>, weights: &[f64]) -> Result<Rnn, Strin
         head_weight: r.take(h),
         head_bias: Some(r.take(1)),
         skip: false,
+        knobs: vec![],
     };
     rnn.validate()?;
     Ok(rnn)

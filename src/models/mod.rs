@@ -210,18 +210,49 @@ impl Network {
     /// matrix products over time. The results equal [`Network::process`] to rounding
     /// (≤ 1e-12 relative, tested).
     pub fn process_batch(&self, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        self.process_batch_with_knobs(inputs, &[])
+    }
+
+    /// [`Network::process_batch`] with every item at its own knob values (`knobs[i]` for
+    /// input `i`, each of length [`Network::num_knobs`]); an empty `knobs` runs every item at
+    /// the network's own values.
+    pub fn process_batch_with_knobs(
+        &self,
+        inputs: &[Vec<f64>],
+        knobs: &[Vec<f64>],
+    ) -> Vec<Vec<f64>> {
         use rayon::prelude::*;
+        assert!(
+            knobs.is_empty() || knobs.len() == inputs.len(),
+            "one knob setting per input"
+        );
         let same_len = inputs.windows(2).all(|w| w[0].len() == w[1].len());
         match self {
+            Network::Rnn(_) if !knobs.is_empty() && !same_len => inputs
+                .par_iter()
+                .zip(knobs)
+                .map(|(x, k)| {
+                    let mut n = self.clone();
+                    n.set_knobs(k).expect("one value per knob");
+                    n.process::<f64>(x)
+                })
+                .collect(),
             Network::Rnn(r) if same_len && !inputs.is_empty() => {
                 let trainer = rnn_train::RnnTrainer::<f64>::new(r);
                 let threads = rayon::current_num_threads().clamp(1, inputs.len());
                 let chunk = inputs.len().div_ceil(threads);
                 inputs
                     .par_chunks(chunk)
-                    .flat_map_iter(|items| {
+                    .enumerate()
+                    .flat_map_iter(|(ci, items)| {
                         let xs: Vec<&[f64]> = items.iter().map(Vec::as_slice).collect();
                         let mut states = vec![trainer.initial_state(); items.len()];
+                        if !knobs.is_empty() {
+                            for (s, k) in states.iter_mut().zip(&knobs[ci * chunk..]) {
+                                assert_eq!(k.len(), r.knobs.len(), "one value per knob");
+                                s.knobs.clone_from(k);
+                            }
+                        }
                         let mut ys: Vec<Vec<f64>> =
                             items.iter().map(|x| vec![0.0; x.len()]).collect();
                         let mut refs: Vec<&mut [f64]> =
@@ -259,6 +290,74 @@ impl Network {
             }
             _ => inputs.par_iter().map(|x| self.process::<f64>(x)).collect(),
         }
+    }
+
+    /// Number of knob inputs of a conditioned recurrent network (0 for every other network).
+    pub fn num_knobs(&self) -> usize {
+        match self {
+            Network::Rnn(r) => r.knobs.len(),
+            _ => 0,
+        }
+    }
+
+    /// The knob values the network runs at (empty for unconditioned networks).
+    pub fn knobs(&self) -> &[f64] {
+        match self {
+            Network::Rnn(r) => &r.knobs,
+            _ => &[],
+        }
+    }
+
+    /// Sets the knob values of a conditioned network (one finite value per knob; the plugins'
+    /// knobs span 0..1, and so does the training range of the captures).
+    pub fn set_knobs(&mut self, knobs: &[f64]) -> crate::Result<()> {
+        let n = self.num_knobs();
+        if knobs.len() != n {
+            return Err(crate::Error::InvalidArgument(if n == 0 {
+                format!(
+                    "the model has no knob inputs, but {} knob value(s) were given",
+                    knobs.len()
+                )
+            } else {
+                format!(
+                    "the model has {n} knob input(s), but {} value(s) were given",
+                    knobs.len()
+                )
+            }));
+        }
+        if let Some(k) = knobs.iter().find(|k| !k.is_finite()) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "knob value {k} is not finite"
+            )));
+        }
+        if let Network::Rnn(r) = self {
+            r.knobs.copy_from_slice(knobs);
+        }
+        Ok(())
+    }
+
+    /// Every combination of `points` evenly spaced values over the knob range 0..1 for each
+    /// knob (`points^K` settings; one empty setting for an unconditioned network).
+    pub fn knob_grid(&self, points: usize) -> Vec<Vec<f64>> {
+        let values: Vec<f64> = match points {
+            0 => vec![],
+            1 => vec![0.5],
+            n => (0..n).map(|i| i as f64 / (n - 1) as f64).collect(),
+        };
+        let mut grid = vec![vec![]];
+        for _ in 0..self.num_knobs() {
+            grid = grid
+                .into_iter()
+                .flat_map(|g: Vec<f64>| {
+                    values.iter().map(move |&v| {
+                        let mut g = g.clone();
+                        g.push(v);
+                        g
+                    })
+                })
+                .collect();
+        }
+        grid
     }
 
     /// Checks that every weight is finite; names the first one that is not.

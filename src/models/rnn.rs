@@ -4,6 +4,12 @@
 //!
 //! Weights use PyTorch's layout and gate order: LSTM gates (i, f, g, o), GRU gates (r, z, n),
 //! `w_ih` is `(G·H) × input_size` and `w_hh` is `(G·H) × H`, row-major.
+//!
+//! Knob-conditioned models (Proteus, NeuralPi, AIDA-X with 2–3 inputs) take the knob values
+//! as constant extra inputs after the audio sample: layer 0 sees `[x_t, k_1, …, k_K]`
+//! (`input_size = 1 + K`). The knob values are a setting of the network ([`Rnn::knobs`]), not
+//! parameters; since they are constant, their contribution `W_ih[:, 1..] k` is a fixed bias of
+//! layer 0's input side, which is how the forward passes apply it.
 
 use super::{cast_vec, Processor, Real};
 
@@ -54,9 +60,34 @@ pub struct Rnn {
     pub head_bias: Option<Vec<f64>>,
     /// Adds the input sample to the output (residual connection).
     pub skip: bool,
+    /// Values of the knob inputs that follow the audio sample at layer 0 (conditioned models;
+    /// empty otherwise). Not trained.
+    pub knobs: Vec<f64>,
 }
 
 impl Rnn {
+    /// Number of knob inputs (conditioning inputs after the audio sample).
+    pub fn num_knobs(&self) -> usize {
+        self.layers
+            .first()
+            .map_or(0, |l| l.input_size.saturating_sub(1))
+    }
+
+    /// Layer 0's input-side bias with the constant knob inputs folded in:
+    /// `b + Σ_k knobs[k] W_ih[:, 1 + k]` (`b`: `b_ih`, zeros when absent), for `knobs` of
+    /// length [`Self::num_knobs`].
+    pub fn knob_bias(&self, knobs: &[f64]) -> Vec<f64> {
+        let l = &self.layers[0];
+        let gh = self.cell.gates() * l.hidden_size;
+        let mut b = l.b_ih.clone().unwrap_or_else(|| vec![0.0; gh]);
+        for (r, o) in b.iter_mut().enumerate() {
+            for (k, &v) in knobs.iter().enumerate() {
+                *o += v * l.w_ih[r * l.input_size + 1 + k];
+            }
+        }
+        b
+    }
+
     /// Hidden size of the last layer.
     pub fn hidden_size(&self) -> usize {
         self.layers.last().map_or(0, |l| l.hidden_size)
@@ -105,17 +136,28 @@ impl Rnn {
             return Err("recurrent network has no layers".into());
         }
         let g = self.cell.gates();
-        let mut input = 1;
+        let mut input = 1 + self.knobs.len();
+        if self.knobs.iter().any(|k| !k.is_finite()) {
+            return Err("knob values must be finite".into());
+        }
         for (i, l) in self.layers.iter().enumerate() {
             let h = l.hidden_size;
             if h == 0 {
                 return Err(format!("layer {i}: hidden size is 0"));
             }
             if l.input_size != input {
-                return Err(format!(
-                    "layer {i}: input size {} but the previous layer gives {input}",
-                    l.input_size
-                ));
+                return Err(if i == 0 {
+                    format!(
+                        "layer 0: input size {} but the network has {} knob value(s) after the audio input",
+                        l.input_size,
+                        self.knobs.len()
+                    )
+                } else {
+                    format!(
+                        "layer {i}: input size {} but the previous layer gives {input}",
+                        l.input_size
+                    )
+                });
             }
             let check = |name: &str, v: Option<&Vec<f64>>, n: usize| match v {
                 Some(v) if v.len() != n => Err(format!(
@@ -178,14 +220,16 @@ fn transpose(w: &[f64], rows: usize, cols: usize) -> Vec<f64> {
 }
 
 impl<T: Real> PackedLayer<T> {
-    pub fn new(l: &RnnLayer, cell: Cell) -> Self {
+    /// Packs `l`; `b_ih` replaces the layer's input-side bias when given (layer 0 of a
+    /// conditioned network, see [`Rnn::knob_bias`]).
+    pub fn new(l: &RnnLayer, cell: Cell, b_ih: Option<&[f64]>) -> Self {
         let gh = cell.gates() * l.hidden_size;
         let zeros = vec![0.0; gh];
-        let b_ih = l.b_ih.as_ref().unwrap_or(&zeros);
+        let b_ih = b_ih.unwrap_or(l.b_ih.as_deref().unwrap_or(&zeros));
         let b_hh = l.b_hh.as_ref().unwrap_or(&zeros);
         let (b_i, b_h): (Vec<f64>, Vec<f64>) = match cell {
             Cell::Lstm => (b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect(), vec![]),
-            Cell::Gru => (b_ih.clone(), b_hh.clone()),
+            Cell::Gru => (b_ih.to_vec(), b_hh.clone()),
         };
         let zh = vec![0.0; l.hidden_size];
         PackedLayer {
@@ -226,10 +270,12 @@ pub struct RnnProcessor<T: Real> {
 impl<T: Real> RnnProcessor<T> {
     /// A processor at the network's initial state.
     pub fn new(net: &Rnn) -> Self {
+        let knob_bias = (!net.knobs.is_empty()).then(|| net.knob_bias(&net.knobs));
         let layers: Vec<PackedLayer<T>> = net
             .layers
             .iter()
-            .map(|l| PackedLayer::new(l, net.cell))
+            .enumerate()
+            .map(|(i, l)| PackedLayer::new(l, net.cell, knob_bias.as_deref().filter(|_| i == 0)))
             .collect();
         let gmax = layers
             .iter()

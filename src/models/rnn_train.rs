@@ -46,16 +46,22 @@
 //! only on the CPU, so results are deterministic on a given machine.
 
 use super::fastmath::{madd, sigmoid, tanh};
-use super::rnn::{Cell, Rnn};
+use super::rnn::{axpy, Cell, Rnn};
 use super::{cast_vec, Real};
 use std::any::TypeId;
 use std::sync::Mutex;
 
-/// Recurrent state of every layer (`h`, and `c` for LSTM; `c` empty for GRU), precision `T`.
+/// What one item carries from frame to frame: the recurrent state of every layer (`h`, and
+/// `c` for LSTM; `c` empty for GRU) and, for a knob-conditioned network, the item's knob
+/// values (constant inputs after the audio sample; set them to train or run each item at its
+/// own knob setting). Precision `T`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnState<T> {
     pub h: Vec<Vec<T>>,
     pub c: Vec<Vec<T>>,
+    /// Knob values of the item (length = the network's number of knobs). The gradients
+    /// returned by [`RnnTrainer::backward`] leave it empty.
+    pub knobs: Vec<T>,
 }
 
 /// One layer's weights in precision `T`, in PyTorch's layout, and where its parameters sit in
@@ -65,6 +71,9 @@ struct TrainLayer<T> {
     hidden: usize,
     /// `(G·H) × input`, row-major.
     w_ih: Vec<T>,
+    /// Layer 0 only: `w_ih` transposed, `input × (G·H)` (row 0: the audio input's weights;
+    /// rows 1..: the knobs').
+    w_ih_t: Vec<T>,
     /// `(G·H) × H`, row-major.
     w_hh: Vec<T>,
     /// `H × (G·H)`, row-major (`w_hh` transposed, for the forward recurrence).
@@ -90,6 +99,8 @@ pub struct RnnTrainer<T: Real> {
     head_w: Vec<T>,
     head_b: T,
     skip: bool,
+    /// The network's own knob values (those of [`Self::initial_state`]).
+    knobs: Vec<T>,
     off_head_w: usize,
     off_head_b: Option<usize>,
     num_params: usize,
@@ -125,6 +136,8 @@ struct Scratch<T> {
     /// `T × B`: output gradient, time-major.
     dy: Vec<T>,
     bias: Vec<T>,
+    /// `B × (G·H)`: per-item sums of layer 0's pre-activation gradients (knob weights).
+    item_sums: Vec<T>,
 }
 
 /// Everything the backward pass needs from a forward pass over a batch frame; reusable across
@@ -140,6 +153,10 @@ pub struct RnnTape<T: Real> {
     steps: usize,
     /// `T × B` inputs, time-major.
     x: Vec<T>,
+    /// `B × K` knob values of the items.
+    knobs: Vec<T>,
+    /// `B × (G·H)`: layer 0's input-side bias per item, knob contributions included.
+    bias0: Vec<T>,
     layers: Vec<LayerTape<T>>,
     /// Forward scratch: GRU hidden-side pre-activations of one step, `B × (G·H)`.
     gh: Vec<T>,
@@ -292,10 +309,16 @@ impl<T: Real> RnnTrainer<T> {
                 Cell::Gru => (b_ih.clone(), b_hh.clone()),
             };
             let zh = vec![0.0; l.hidden_size];
+            let first = layers.is_empty();
             layers.push(TrainLayer {
                 input: l.input_size,
                 hidden: l.hidden_size,
                 w_ih: cast_vec(&l.w_ih),
+                w_ih_t: if first {
+                    cast_vec(&transpose(&l.w_ih, gh, l.input_size))
+                } else {
+                    vec![]
+                },
                 w_hh: cast_vec(&l.w_hh),
                 w_hh_t: cast_vec(&transpose(&l.w_hh, gh, l.hidden_size)),
                 b_x: cast_vec(&b_x),
@@ -326,6 +349,7 @@ impl<T: Real> RnnTrainer<T> {
             head_w: cast_vec(&net.head_weight),
             head_b: T::from_f64_lossy(net.head_bias.as_ref().map_or(0.0, |b| b[0])),
             skip: net.skip,
+            knobs: cast_vec(&net.knobs),
             off_head_w,
             off_head_b,
             num_params: off,
@@ -337,12 +361,19 @@ impl<T: Real> RnnTrainer<T> {
         self.num_params
     }
 
-    /// The network's starting state: the file's initial `h`/`c`, or zeros.
+    /// The network's starting state: the file's initial `h`/`c`, or zeros, and the
+    /// network's knob values.
     pub fn initial_state(&self) -> RnnState<T> {
         RnnState {
             h: self.layers.iter().map(|l| l.h0.clone()).collect(),
             c: self.layers.iter().map(|l| l.c0.clone()).collect(),
+            knobs: self.knobs.clone(),
         }
+    }
+
+    /// Number of knob inputs after the audio sample.
+    pub fn num_knobs(&self) -> usize {
+        self.knobs.len()
     }
 
     /// A zero state of the right shape.
@@ -383,6 +414,7 @@ impl<T: Real> RnnTrainer<T> {
         }
         for s in states {
             assert_eq!(s.h.len(), self.layers.len(), "state has one h per layer");
+            assert_eq!(s.knobs.len(), self.knobs.len(), "one value per knob");
         }
         steps
     }
@@ -421,6 +453,22 @@ impl<T: Real> RnnTrainer<T> {
         for (b, x) in xs.iter().enumerate() {
             for (t, &v) in x.iter().enumerate() {
                 tape.x[t * nb + b] = v;
+            }
+        }
+        // Layer 0's input-side bias per item: the constant knob inputs enter as a bias.
+        {
+            let l = &self.layers[0];
+            let g = self.cell.gates() * l.hidden;
+            let nk = self.knobs.len();
+            size(&mut tape.knobs, nb * nk);
+            size(&mut tape.bias0, nb * g);
+            for (b, s) in states.iter().enumerate() {
+                let row = &mut tape.bias0[b * g..(b + 1) * g];
+                row.copy_from_slice(&l.b_x);
+                for (k, &v) in s.knobs.iter().enumerate() {
+                    axpy(row, v, &l.w_ih_t[(1 + k) * g..(2 + k) * g]);
+                }
+                tape.knobs[b * nk..(b + 1) * nk].copy_from_slice(&s.knobs);
             }
         }
         tape.layers.resize_with(self.layers.len(), Default::default);
@@ -471,7 +519,12 @@ impl<T: Real> RnnTrainer<T> {
                 let act = &mut lt.act[t * nb * g..(t + 1) * nb * g];
                 let aux = &mut lt.aux[t * bh..(t + 1) * bh];
                 if li == 0 {
-                    input_affine(act, &tape.x[t * nb..(t + 1) * nb], &l.w_ih, &l.b_x);
+                    input_affine(
+                        act,
+                        &tape.x[t * nb..(t + 1) * nb],
+                        &l.w_ih_t[..g],
+                        &tape.bias0,
+                    );
                 }
                 if is_lstm {
                     step_gemm(nb, hs, g, hprev, &l.w_hh_t, true, act);
@@ -553,6 +606,9 @@ impl<T: Real> RnnTrainer<T> {
         size(&mut sc.dh, nb * hmax);
         size(&mut sc.dc, nb * hmax);
         size(&mut sc.bias, 4 * gmax);
+        if !self.knobs.is_empty() {
+            size(&mut sc.item_sums, nb * gmax);
+        }
         for (b, d) in dys.iter().enumerate() {
             for (t, &v) in d.iter().enumerate() {
                 sc.dy[t * nb + b] = v;
@@ -582,6 +638,7 @@ impl<T: Real> RnnTrainer<T> {
             .map(|_| RnnState {
                 h: Vec::with_capacity(self.layers.len()),
                 c: Vec::with_capacity(self.layers.len()),
+                knobs: vec![],
             })
             .collect();
         for li in (0..self.layers.len()).rev() {
@@ -637,6 +694,7 @@ impl<T: Real> RnnTrainer<T> {
                         &sc.dz[..n],
                         dzh,
                         &mut sc.bias,
+                        &mut sc.item_sums,
                         &mut sc.dh_below,
                         grad,
                     );
@@ -674,6 +732,7 @@ impl<T: Real> RnnTrainer<T> {
         dz: &[T],
         dzh: &[T],
         bias: &mut [T],
+        item_sums: &mut [T],
         dh_below: &mut [T],
         grad: &mut [T],
     ) {
@@ -685,9 +744,34 @@ impl<T: Real> RnnTrainer<T> {
         let bias = &mut bias[..4 * g];
         let lstm = self.cell == Cell::Lstm;
         if li == 0 {
-            // One input: dW_ih is a weighted column sum, done with the bias sum.
+            // The audio input's column of dW_ih is a weighted column sum, done with the bias
+            // sum.
             column_sums(dz, &tape.x[rows.clone()], bias);
-            add_to(&mut grad[l.off_w_ih..l.off_w_ih + g], &bias[..g]);
+            if ni == 1 {
+                add_to(&mut grad[l.off_w_ih..l.off_w_ih + g], &bias[..g]);
+            } else {
+                // Knob k's column: Σ_rows knob_k(item) dZ = Σ_items knob_k Σ_(its rows) dZ.
+                let nk = ni - 1;
+                let sums = &mut item_sums[..nb * g];
+                sums.iter_mut().for_each(|v| *v = T::zero());
+                for (i, row) in dz.chunks_exact(g).enumerate() {
+                    let b = (rows.start + i) % nb;
+                    add_to(&mut sums[b * g..(b + 1) * g], row);
+                }
+                let w = &mut grad[l.off_w_ih..l.off_w_ih + g * ni];
+                for j in 0..g {
+                    w[j * ni] += bias[j];
+                }
+                for b in 0..nb {
+                    let s = &sums[b * g..(b + 1) * g];
+                    for k in 0..nk {
+                        let v = tape.knobs[b * nk + k];
+                        for j in 0..g {
+                            w[j * ni + 1 + k] += v * s[j];
+                        }
+                    }
+                }
+            }
         } else {
             let hin = &tape.layers[li - 1].h[(nb + rows.start) * ni..(nb + rows.end) * ni];
             gemm(
@@ -745,13 +829,14 @@ impl<T: Real> RnnTrainer<T> {
     }
 }
 
-/// Layer-0 input-side pre-activations (one input): row `r` of `act` is `b + x[r] w`.
+/// Layer-0 input-side pre-activations of one step: row `r` (item `r`) of `act` is
+/// `b_r + x[r] w`, with `b_r` row `r` of `b` (the item's bias, knob inputs included).
 #[inline(always)]
 fn input_affine_body<T: Real, const FMA: bool>(act: &mut [T], x: &[T], w: &[T], b: &[T]) {
     let g = w.len();
-    assert_eq!(b.len(), g);
-    for (row, &xv) in act.chunks_exact_mut(g).zip(x) {
-        for ((o, &wv), &bv) in row.iter_mut().zip(w).zip(b) {
+    assert_eq!(b.len(), x.len() * g);
+    for ((row, &xv), br) in act.chunks_exact_mut(g).zip(x).zip(b.chunks_exact(g)) {
+        for ((o, &wv), &bv) in row.iter_mut().zip(w).zip(br) {
             *o = bv + xv * wv;
         }
     }

@@ -18,6 +18,11 @@
 //! keeps the best student and stops early when it has not improved for `patience` epochs.
 //! Checkpoints are taken between batches, so a resumed run continues exactly as an
 //! uninterrupted one would.
+//!
+//! Knob-conditioned models are fine-tuned across their knob range: every training tone gets
+//! its own random knob setting `U(0, 1)` per knob (teacher and student play it at that
+//! setting), and validation runs every validation tone at every point of a grid of knob
+//! values, so that the student is chosen for being alias-reduced at every setting.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +76,8 @@ pub struct FinetuneConfig {
     pub validate_every_batches: Option<usize>,
     /// Every how many semitones of the evaluation sine set the validation uses.
     pub validation_stride: usize,
+    /// Knob-conditioned models: values per knob of the validation grid (evenly over 0..1).
+    pub validation_knob_points: usize,
     pub checkpoint_path: Option<PathBuf>,
     pub checkpoint_interval: Duration,
 }
@@ -94,6 +101,7 @@ impl Default for FinetuneConfig {
             patience: Some(5),
             validate_every_batches: None,
             validation_stride: 3,
+            validation_knob_points: 3,
             checkpoint_path: None,
             checkpoint_interval: Duration::from_secs(300),
         }
@@ -345,31 +353,40 @@ enum BatchEnd {
     StepLimit,
 }
 
-/// Validation set: a subset of the evaluation sine set and the teacher's outputs on it,
-/// analysed once (its alias-free outputs are the references of every validation).
+/// Validation set: a subset of the evaluation sine set (each tone at every knob setting of
+/// the grid, for conditioned models) and the teacher's outputs on it, analysed once (its
+/// alias-free outputs are the references of every validation).
 struct Validation {
     tones: Vec<EvalTone>,
+    knobs: Vec<Vec<f64>>,
     teacher: Vec<AnalysedTone>,
     analyzer: SineSetAnalyzer,
     fs: f64,
 }
 
 impl Validation {
-    fn new(teacher: &Network, fs: f64, stride: usize) -> Result<Self> {
-        let tones: Vec<EvalTone> = eval_sine_set()
+    fn new(teacher: &Network, fs: f64, stride: usize, knob_points: usize) -> Result<Self> {
+        let (tones, knobs): (Vec<EvalTone>, Vec<Vec<f64>>) = eval_sine_set()
             .into_iter()
             .filter(|t| (t.midi as usize - 21).is_multiple_of(stride.max(1)))
-            .collect();
+            .flat_map(|t| {
+                teacher
+                    .knob_grid(knob_points.max(1))
+                    .into_iter()
+                    .map(move |k| (t, k))
+            })
+            .unzip();
         let len = eval_tone_len(fs);
         let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.tone.render(fs, len)).collect();
         let analyzer = SineSetAnalyzer::new(fs)?;
         let teacher = tones
             .par_iter()
-            .zip(teacher.process_batch(&inputs))
+            .zip(teacher.process_batch_with_knobs(&inputs, &knobs))
             .map(|(t, y)| analyzer.analyse_tone(&y, t.tone.f0))
             .collect::<Result<_>>()?;
         Ok(Validation {
             tones,
+            knobs,
             teacher,
             analyzer,
             fs,
@@ -383,7 +400,7 @@ impl Validation {
             .iter()
             .map(|t| t.tone.render(self.fs, len))
             .collect();
-        let outputs = student.process_batch(&inputs);
+        let outputs = student.process_batch_with_knobs(&inputs, &self.knobs);
         let per_tone: Vec<_> = self
             .tones
             .par_iter()
@@ -413,6 +430,18 @@ impl Validation {
     }
 }
 
+/// The random draws of one batch: its tones, then (conditioned models, `knobs > 0`) every
+/// tone's own random knob setting.
+fn draw_batch(g: &mut ToneGenerator, batch: usize, knobs: usize) -> (Vec<Tone>, Vec<Vec<f64>>) {
+    let tones = g.tones(batch);
+    let settings = if knobs > 0 {
+        tones.iter().map(|_| g.knobs(knobs)).collect()
+    } else {
+        vec![]
+    };
+    (tones, settings)
+}
+
 /// Splits `n` items into `parts` contiguous ranges of nearly equal size.
 fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
@@ -432,10 +461,11 @@ fn sum_in_order<'a, T: Real>(parts: impl Iterator<Item = &'a [T]>, n: usize) -> 
     sum
 }
 
-/// One batch of training data: the tones, their input signals and alias-free targets
-/// (the last `analysed` samples).
+/// One batch of training data: the tones, their input signals, knob settings (conditioned
+/// models) and alias-free targets (the last `analysed` samples).
 struct Batch {
     inputs: Vec<Vec<f64>>,
+    knobs: Vec<Vec<f64>>,
     targets: Vec<Vec<f64>>,
 }
 
@@ -481,7 +511,12 @@ impl Finetuner {
             student: teacher.clone(),
             loss: FineTuneLoss::new(fs, config.weights, config.pre_emphasis)?,
             analyzer: HarmonicAnalyzer::new(schedule.analysed, fs)?,
-            validation: Validation::new(teacher, fs, config.validation_stride)?,
+            validation: Validation::new(
+                teacher,
+                fs,
+                config.validation_stride,
+                config.validation_knob_points,
+            )?,
             adam: Adam::new(teacher.num_params(), config.adam),
             tones: ToneGenerator::new(config.seed).below(0.45 * fs),
             teacher: teacher.clone(),
@@ -520,7 +555,7 @@ impl Finetuner {
             .map(|(i, v)| v * (1.0 + (i % 97) as f64))
             .sum();
         format!(
-            "seed={} fs={} tones={} sched={:?} w={:?} pre={:?} adam={:?} prec={:?} threads={} val={} teacher={:e}/{}",
+            "seed={} fs={} tones={} sched={:?} w={:?} pre={:?} adam={:?} prec={:?} threads={} val={}{} teacher={:e}/{}",
             c.seed,
             self.sample_rate,
             c.tones_per_epoch,
@@ -531,6 +566,11 @@ impl Finetuner {
             c.precision,
             c.threads,
             c.validation_stride,
+            if self.teacher.num_knobs() > 0 {
+                format!(" knob-grid={}", c.validation_knob_points)
+            } else {
+                String::new()
+            },
             teacher_sum,
             self.teacher.num_params()
         )
@@ -645,8 +685,8 @@ impl Finetuner {
             ));
         }
         let mut g = self.tone_generator();
-        for _ in 0..tones {
-            g.next_tone();
+        for _ in 0..batches {
+            draw_batch(&mut g, s.batch, self.teacher.num_knobs());
         }
         if RngState::capture(g.rng()) != ck.rng {
             return fail(format!(
@@ -660,18 +700,26 @@ impl Finetuner {
     /// Draws the next batch of tones and builds their alias-free teacher targets.
     fn next_batch(&mut self) -> Result<Batch> {
         let fs = self.sample_rate;
-        let tones: Vec<Tone> = self.tones.tones(self.schedule.batch);
+        let (tones, knobs) = draw_batch(
+            &mut self.tones,
+            self.schedule.batch,
+            self.teacher.num_knobs(),
+        );
         let len = self.schedule.tone_len;
         let analyzer = &self.analyzer;
         let teacher = &self.teacher;
         let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.render(fs, len)).collect();
-        let outputs = teacher.process_batch(&inputs);
+        let outputs = teacher.process_batch_with_knobs(&inputs, &knobs);
         let targets = tones
             .par_iter()
             .zip(&outputs)
             .map(|(t, y)| Ok(analyzer.remove_aliasing(y, t.f0)?.1))
             .collect::<Result<_>>()?;
-        Ok(Batch { inputs, targets })
+        Ok(Batch {
+            inputs,
+            knobs,
+            targets,
+        })
     }
 
     /// Runs until a stopping condition; `stop` (set by a Ctrl-C handler, say) interrupts
@@ -935,7 +983,16 @@ impl Finetuner {
         let mut subs: Vec<Sub<T>> = ranges
             .into_iter()
             .map(|r| Sub {
-                states: vec![trainer.initial_state(); r.len()],
+                states: r
+                    .clone()
+                    .map(|b| {
+                        let mut s = trainer.initial_state();
+                        if let Some(k) = batch.knobs.get(b) {
+                            s.knobs = cast_vec(k);
+                        }
+                        s
+                    })
+                    .collect(),
                 tape: RnnTape::new(),
                 ys: vec![vec![T::zero(); start.max(sched.frame_len)]; r.len()],
                 grad: vec![T::zero(); np],
@@ -1106,6 +1163,59 @@ mod tests {
         assert!(err.to_string().contains("NaN/Inf"), "{err}");
         assert_eq!(t.student.params(), before);
         assert_eq!(t.step, 0);
+    }
+
+    /// Conditioned models: each tone of a batch has its own knob setting in 0..1, and its
+    /// target is the teacher's output at that setting; validation runs the grid.
+    #[test]
+    fn conditioned_batches_draw_knobs_per_tone() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/guitarml_family/guitarml_gru4x1_knobs2/guitarml_gru4x1_knobs2.json"
+        );
+        let net = crate::load_model(std::path::Path::new(path))
+            .unwrap()
+            .network;
+        let config = FinetuneConfig {
+            pre_emphasis: PreEmphasis::None,
+            validation_stride: 44,
+            batch_size: Some(3),
+            ..FinetuneConfig::default()
+        };
+        let mut t = Finetuner::new(&net, 16000.0, config).unwrap();
+        // 2 validation tones x 3 levels x 3^2 knob settings.
+        assert_eq!(t.validation.tones.len(), 2 * 3 * 9);
+        let b = t.next_batch().unwrap();
+        assert_eq!(b.knobs.len(), 3);
+        assert!(b.knobs.iter().flatten().all(|k| (0.0..1.0).contains(k)));
+        assert_ne!(b.knobs[0], b.knobs[1]);
+        let start = t.schedule.analysis_start();
+        for (i, k) in b.knobs.iter().enumerate() {
+            let mut teacher = net.clone();
+            teacher.set_knobs(k).unwrap();
+            let y = teacher.process::<f64>(&b.inputs[i]);
+            // The alias-free target is the teacher's output less its (small) aliasing.
+            let rel = |y: &[f64]| {
+                let d: f64 = y
+                    .iter()
+                    .zip(&b.targets[i])
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum();
+                d / y.iter().map(|a| a * a).sum::<f64>()
+            };
+            let near = rel(&y[start..]);
+            assert!(
+                near < 1e-2,
+                "item {i}: target is not the teacher at its knobs ({near:e})"
+            );
+            let mut other = net.clone();
+            other.set_knobs(&[1.0 - k[0], 1.0 - k[1]]).unwrap();
+            let z = other.process::<f64>(&b.inputs[i]);
+            assert!(
+                rel(&z[start..]) > 10.0 * near,
+                "item {i}: knobs make no difference"
+            );
+        }
     }
 
     #[test]
