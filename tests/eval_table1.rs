@@ -96,7 +96,7 @@ fn broadcast_tcn_teacher_matches_table_1() {
     close("NMR-S-OS2", row.get(Column::NmrSOs2), -2.1, 0.5);
 }
 
-fn small(name: &str) -> dealias::Model {
+fn small(name: &str) -> dealias::ModelFile {
     load_model(&common::data(&format!("reference/{name}/{name}.json"))).unwrap()
 }
 

@@ -223,43 +223,6 @@ fn cli_writes_same_format_and_never_overwrites_the_input() {
     assert!(dir.path().join("s.json.checkpoint.json").exists());
 }
 
-/// A knob-conditioned model trains across its knob range: the knob weights (layer 0's
-/// `w_ih` columns after the audio input) move, the random knob values of the tones come from
-/// the checkpointed stream (an interrupted and resumed run equals an uninterrupted one), and
-/// validation covers the knob grid.
-#[test]
-fn conditioned_model_trains_across_its_knob_range() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::data("guitarml_family/guitarml_lstm6x1_knobs1/guitarml_lstm6x1_knobs1.json");
-    let net = dealias::load_model(&path).unwrap().network;
-    let (_, a) = run(&net, config(dir.path()), None);
-    let knob_weights = |n: &Network| match n {
-        Network::Rnn(r) => r.layers[0]
-            .w_ih
-            .chunks(2)
-            .map(|row| row[1])
-            .collect::<Vec<f64>>(),
-        _ => unreachable!(),
-    };
-    let (w0, w1) = (knob_weights(&net), knob_weights(&a.last));
-    assert!(
-        w0.iter().zip(&w1).all(|(x, y)| x != y),
-        "every knob weight is trained"
-    );
-    let (_, b) = run(&net, config(dir.path()), Some(6));
-    assert_eq!(b.stop, StopReason::Interrupted);
-    let ck = Checkpoint::load(&dir.path().join("ck.json")).unwrap();
-    let mut resumed = Finetuner::new(&net, 16000.0, config(dir.path())).unwrap();
-    resumed.resume(&ck).unwrap();
-    let c = resumed.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
-    assert_eq!(c.last.params(), a.last.params(), "resumed run differs");
-    // A different validation grid is a different run.
-    let mut cfg = config(dir.path());
-    cfg.validation_knob_points = 2;
-    let mut other = Finetuner::new(&net, 16000.0, cfg).unwrap();
-    assert!(other.resume(&ck).is_err());
-}
-
 /// A checkpoint whose fields do not fit this run is refused with a message naming the
 /// field, even with a valid checksum: counters off a batch boundary, a tone generator at
 /// another position, a parameter vector of another network.
@@ -312,4 +275,41 @@ fn resume_checks_the_checkpoint_against_the_run() {
     );
     let mut t = Finetuner::new(&net, 16000.0, cfg.clone()).unwrap();
     t.resume(&good).unwrap();
+}
+
+/// A knob-conditioned model trains across its knob range: the knob weights (layer 0's
+/// `w_ih` columns after the audio input) move, the random knob values of the tones come from
+/// the checkpointed stream (an interrupted and resumed run equals an uninterrupted one), and
+/// validation covers the knob grid.
+#[test]
+fn conditioned_model_trains_across_its_knob_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::data("guitarml_family/guitarml_lstm6x1_knobs1/guitarml_lstm6x1_knobs1.json");
+    let net = dealias::load_model(&path).unwrap().network;
+    let (_, a) = run(&net, config(dir.path()), None);
+    let knob_weights = |n: &Network| match n {
+        Network::Rnn(r) => r.layers[0]
+            .w_ih
+            .chunks(2)
+            .map(|row| row[1])
+            .collect::<Vec<f64>>(),
+        _ => unreachable!(),
+    };
+    let (w0, w1) = (knob_weights(&net), knob_weights(&a.last));
+    assert!(
+        w0.iter().zip(&w1).all(|(x, y)| x != y),
+        "every knob weight is trained"
+    );
+    let (_, b) = run(&net, config(dir.path()), Some(6));
+    assert_eq!(b.stop, StopReason::Interrupted);
+    let ck = Checkpoint::load(&dir.path().join("ck.json")).unwrap();
+    let mut resumed = Finetuner::new(&net, 16000.0, config(dir.path())).unwrap();
+    resumed.resume(&ck).unwrap();
+    let c = resumed.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(c.last.params(), a.last.params(), "resumed run differs");
+    // A different validation grid is a different run.
+    let mut cfg = config(dir.path());
+    cfg.validation_knob_points = 2;
+    let mut other = Finetuner::new(&net, 16000.0, cfg).unwrap();
+    assert!(other.resume(&ck).is_err());
 }

@@ -430,6 +430,18 @@ impl Validation {
     }
 }
 
+/// The random draws of one batch: its tones, then (conditioned models, `knobs > 0`) every
+/// tone's own random knob setting.
+fn draw_batch(g: &mut ToneGenerator, batch: usize, knobs: usize) -> (Vec<Tone>, Vec<Vec<f64>>) {
+    let tones = g.tones(batch);
+    let settings = if knobs > 0 {
+        tones.iter().map(|_| g.knobs(knobs)).collect()
+    } else {
+        vec![]
+    };
+    (tones, settings)
+}
+
 /// Splits `n` items into `parts` contiguous ranges of nearly equal size.
 fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
@@ -673,8 +685,8 @@ impl Finetuner {
             ));
         }
         let mut g = self.tone_generator();
-        for _ in 0..tones {
-            g.next_tone();
+        for _ in 0..batches {
+            draw_batch(&mut g, s.batch, self.teacher.num_knobs());
         }
         if RngState::capture(g.rng()) != ck.rng {
             return fail(format!(
@@ -688,14 +700,11 @@ impl Finetuner {
     /// Draws the next batch of tones and builds their alias-free teacher targets.
     fn next_batch(&mut self) -> Result<Batch> {
         let fs = self.sample_rate;
-        let tones: Vec<Tone> = self.tones.tones(self.schedule.batch);
-        // Conditioned models: every tone at its own random knob setting.
-        let nk = self.teacher.num_knobs();
-        let knobs: Vec<Vec<f64>> = if nk > 0 {
-            tones.iter().map(|_| self.tones.knobs(nk)).collect()
-        } else {
-            vec![]
-        };
+        let (tones, knobs) = draw_batch(
+            &mut self.tones,
+            self.schedule.batch,
+            self.teacher.num_knobs(),
+        );
         let len = self.schedule.tone_len;
         let analyzer = &self.analyzer;
         let teacher = &self.teacher;
