@@ -1180,6 +1180,8 @@ mod tests {
             pre_emphasis: PreEmphasis::None,
             validation_stride: 44,
             batch_size: Some(3),
+            // At 16 kHz the default 0.1 s frame is shorter than the NMR's 2048-sample frame.
+            frame_seconds: Some(0.25),
             ..FinetuneConfig::default()
         };
         let mut t = Finetuner::new(&net, 16000.0, config).unwrap();
