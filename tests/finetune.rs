@@ -313,3 +313,95 @@ fn conditioned_model_trains_across_its_knob_range() {
     let mut other = Finetuner::new(&net, 16000.0, cfg).unwrap();
     assert!(other.resume(&ck).is_err());
 }
+
+/// The tone guard: with a learning rate that wrecks the tone at once, no validated student
+/// meets a strict ESR-T limit, so the outcome is the teacher, flagged as such; the same run
+/// without the guard hands back a changed student.
+#[test]
+fn tone_guard_keeps_the_teacher_when_every_student_loses_the_tone() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = small_model("guitarml_gru7x1_skip_bias").network;
+    let mut cfg = config(dir.path());
+    cfg.adam.lr = 0.3;
+    cfg.max_steps = Some(8);
+    cfg.validate_every_batches = Some(1);
+    cfg.max_esr_t_db = None;
+    let (_, unguarded) = run(&net, cfg.clone(), None);
+    assert!(unguarded.student_found);
+    assert_ne!(unguarded.best.params(), net.params());
+    let closest = unguarded
+        .history
+        .iter()
+        .map(|v| v.esr_t_db)
+        .fold(f64::INFINITY, f64::min);
+    assert!(closest > -20.0, "lr 0.3 should wreck the tone, best ESR-T {closest} dB");
+
+    cfg.max_esr_t_db = Some(-20.0);
+    let (_, guarded) = run(&net, cfg, None);
+    assert!(!guarded.student_found);
+    assert_eq!(guarded.best.params(), net.params(), "the teacher is kept");
+    assert!(guarded.history.iter().all(|v| !v.improved));
+}
+
+/// `--preset paper` is the paper's procedure (sec. 2.5) exactly: Adam at a constant 5e-4,
+/// batches of 40 tones of 1.2 s (recurrent) and 32 of 1.05 s (WaveNet), TBPTT frames of
+/// 0.1 s and WaveNet frames of 0.5 s, 100 epochs of 1600 tones, no tone guard, no time limit.
+/// The fast preset differs exactly in the settings the README lists.
+#[test]
+fn presets_resolve_to_their_documented_settings() {
+    use dealias::train::finetune::{Preset, Schedule};
+    use dealias::train::lr::{LrDecay, LrSchedule};
+    let lstm = small_model("guitarml_lstm5x2_skip_bias").network;
+    let wavenet = small_model("wavenet_tanh_gated").network;
+    for (net, batch, tone, frame) in [(&lstm, 40, 52_920, 4410), (&wavenet, 32, 46_305, 22_050)] {
+        let c = FinetuneConfig::preset(Preset::Paper, net);
+        assert_eq!(c.adam.lr, 5e-4);
+        assert_eq!(c.lr_schedule, LrSchedule::CONSTANT);
+        assert_eq!((c.max_epochs, c.tones_per_epoch), (Some(100), 1600));
+        assert_eq!((c.max_duration, c.max_esr_t_db), (None, None));
+        let s = Schedule::new(net, 44100.0, &c).unwrap();
+        assert_eq!((s.batch, s.tone_len, s.frame_len), (batch, tone, frame));
+    }
+    let fast = FinetuneConfig::preset(Preset::Fast, &lstm);
+    assert_eq!(fast.adam.lr, 1e-3);
+    assert_eq!(fast.batch_size, Some(10));
+    assert_eq!(fast.lr_schedule.warmup_steps, 200);
+    assert_eq!(fast.lr_schedule.decay, LrDecay::Cosine { floor: 0.05 });
+    assert_eq!(fast.max_duration.unwrap().as_secs(), 15 * 60);
+    assert_eq!(fast.max_esr_t_db, Some(-15.0));
+    assert_eq!(fast.validate_every_batches, Some(40));
+    let fast = FinetuneConfig::preset(Preset::Fast, &wavenet);
+    assert_eq!((fast.adam.lr, fast.batch_size), (5e-4, Some(8)));
+    assert_eq!(fast.max_duration.unwrap().as_secs(), 60 * 60);
+    // Tones, frames and the loss stay the paper's in both.
+    let s = Schedule::new(&lstm, 44100.0, &FinetuneConfig::preset(Preset::Fast, &lstm)).unwrap();
+    assert_eq!((s.tone_len, s.frame_len), (52_920, 4410));
+}
+
+/// A step budget fixes the decay's horizon, so the learning rate of every step is known in
+/// advance: a run resumed from a checkpoint mid-schedule ends exactly where the
+/// uninterrupted one does.
+#[test]
+fn scheduled_runs_resume_exactly() {
+    use dealias::train::lr::{LrDecay, LrSchedule};
+    let dir = tempfile::tempdir().unwrap();
+    let net = small_model("guitarml_lstm5x2_skip_bias").network;
+    let mut cfg = config(dir.path());
+    cfg.lr_schedule = LrSchedule {
+        warmup_steps: 3,
+        decay: LrDecay::Cosine { floor: 0.1 },
+    };
+    cfg.adam.lr = 3e-3;
+    let (_, a) = run(&net, cfg.clone(), None);
+    let (_, b) = run(&net, cfg.clone(), Some(6));
+    assert_eq!(b.stop, StopReason::Interrupted);
+    let ck = Checkpoint::load(&dir.path().join("ck.json")).unwrap();
+    let mut resumed = Finetuner::new(&net, 16000.0, cfg.clone()).unwrap();
+    resumed.resume(&ck).unwrap();
+    let c = resumed.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(c.last.params(), a.last.params(), "resumed run differs");
+    // And the schedule matters: the constant rate ends elsewhere.
+    cfg.lr_schedule = LrSchedule::CONSTANT;
+    let (_, d) = run(&net, cfg, None);
+    assert_ne!(d.last.params(), a.last.params());
+}

@@ -15,8 +15,9 @@ use super::check;
 use crate::loss::{LossWeights, PreEmphasis};
 use crate::train::adam::AdamConfig;
 use crate::train::checkpoint::Checkpoint;
+use crate::train::lr::{LrDecay, LrSchedule};
 use crate::train::finetune::{
-    Event, FinetuneConfig, FinetuneOutcome, Finetuner, Precision, StopReason,
+    Event, FinetuneConfig, FinetuneOutcome, Finetuner, Precision, Preset, StopReason,
 };
 
 /// Pre-emphasis filter choice on the command line.
@@ -35,6 +36,20 @@ pub enum PrecisionArg {
     F32,
 }
 
+/// Preset of `--preset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PresetArg {
+    Fast,
+    Paper,
+}
+
+/// Learning-rate decay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrDecayArg {
+    Constant,
+    Cosine,
+}
+
 /// Arguments of `dealias finetune`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,16 +61,29 @@ pub struct Args {
     /// Stop after this many optimiser steps.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Stop after this many epochs (the paper's 40,000 steps are 100 LSTM epochs).
-    #[arg(long, default_value_t = 100)]
-    pub epochs: usize,
-    /// Stop after this many minutes of training (wall clock).
+    /// Settings: `fast` (minutes on a laptop) or `paper` (the paper's procedure exactly).
+    /// Options given on their own override the preset's value.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub preset: PresetArg,
+    /// Stop after this many epochs of 1600 tones (paper preset: 100, the paper's 40,000
+    /// LSTM steps; fast preset: no epoch limit).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many minutes of training, wall clock (fast preset: 15 for recurrent
+    /// models, 60 for WaveNets; paper preset: none). The learning rate decays over it.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Stop when validation has not improved for this many validations (0: never).
-    #[arg(long, default_value_t = 5)]
-    pub patience: usize,
-    /// Validate every this many batches (default: once per epoch).
+    /// The tone guard: the largest validation ESR-T (dB) a student may have to be kept; when
+    /// none meets it, no student is written and the teacher stays as it is (fast preset:
+    /// -15; paper preset: none).
+    #[arg(long, value_name = "DB", allow_hyphen_values = true)]
+    pub max_esr_t: Option<f64>,
+    /// Stop when validation has not improved for this many validations (0: never; fast
+    /// preset 6, paper preset 5).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Validate every this many batches (fast preset: every 400 tones; paper preset: once
+    /// per epoch).
     #[arg(long)]
     pub validate_every: Option<usize>,
     /// Random seed of the training tones.
@@ -64,7 +92,7 @@ pub struct Args {
     /// Random tones per epoch.
     #[arg(long, default_value_t = 1600)]
     pub tones_per_epoch: usize,
-    /// Tones per batch (default 40 for recurrent models, 32 for WaveNets).
+    /// Tones per batch (fast preset: 10 recurrent, 8 WaveNet; paper preset: 40 and 32).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Tone length in seconds (default 1.2 recurrent, 1.05 WaveNet; the last second is the target).
@@ -73,9 +101,25 @@ pub struct Args {
     /// Frame (one optimiser step) in seconds (default 0.1 recurrent, 0.5 WaveNet).
     #[arg(long)]
     pub frame_seconds: Option<f64>,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 5e-4)]
-    pub lr: f64,
+    /// Adam learning rate, the peak of the schedule (fast preset: 1e-3 recurrent, 5e-4
+    /// WaveNet; paper preset: 5e-4).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Steps of linear learning-rate warm-up (fast preset: 200 recurrent, 100 WaveNet;
+    /// paper preset: 0).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Learning-rate decay after the warm-up, over the step or time budget (fast preset:
+    /// cosine; paper preset: constant).
+    #[arg(long, value_enum)]
+    pub lr_decay: Option<LrDecayArg>,
+    /// Validate and keep a moving average of the weights with this decay per step (fast
+    /// preset: 0.995, about the last 200 steps; paper preset: off; 0 turns it off).
+    #[arg(long, value_name = "DECAY")]
+    pub weight_average: Option<f64>,
+    /// Final learning rate of the cosine decay, as a fraction of the peak.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr_floor: f64,
     /// Weight of the NMR term (λ of eq. 17).
     #[arg(long = "lambda", default_value_t = 0.5)]
     pub nmr_weight: f64,
@@ -121,6 +165,53 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// What the run will do, said before it starts: the preset, the learning-rate schedule, the
+/// budget and the tone guard.
+fn plan(c: &FinetuneConfig, net: &crate::Network, preset: PresetArg) -> String {
+    let recurrent = matches!(net, crate::Network::Rnn(_));
+    let batch = c.batch_size.unwrap_or(if recurrent { 40 } else { 32 });
+    let schedule = match c.lr_schedule.decay {
+        LrDecay::Constant if c.lr_schedule.warmup_steps == 0 => format!("constant lr {:e}", c.adam.lr),
+        LrDecay::Constant => format!(
+            "lr {:e} after a {}-step warm-up",
+            c.adam.lr, c.lr_schedule.warmup_steps
+        ),
+        LrDecay::Cosine { floor } => format!(
+            "lr {:e} after a {}-step warm-up, cosine decay to {floor} x over the budget",
+            c.adam.lr, c.lr_schedule.warmup_steps
+        ),
+    };
+    let mut budget = vec![];
+    if let Some(d) = c.max_duration {
+        budget.push(format!("{:.0} min", d.as_secs_f64() / 60.0));
+    }
+    if let Some(s) = c.max_steps {
+        budget.push(format!("{s} steps"));
+    }
+    if let Some(e) = c.max_epochs {
+        budget.push(format!("{e} epochs of {} tones", c.tones_per_epoch));
+    }
+    let budget = if budget.is_empty() {
+        "no limit".to_string()
+    } else {
+        format!("at most {}", budget.join(" or "))
+    };
+    let early = c.patience.map_or(String::new(), |p| {
+        format!(", earlier when {p} validations in a row do not improve")
+    });
+    let guard = c.max_esr_t_db.map_or("no tone guard".to_string(), |g| {
+        format!("tone guard: ESR-T <= {g} dB")
+    });
+    let preset = match preset {
+        PresetArg::Fast => "fast",
+        PresetArg::Paper => "paper",
+    };
+    let average = c.weight_average.map_or(String::new(), |b| {
+        format!(", weights averaged (decay {b})")
+    });
+    format!("{preset} preset: batch {batch}, {schedule}{average}; {budget}{early}; {guard}")
+}
+
 /// Default output path: `dir/name-dealiased.ext`.
 fn default_output(model: &Path) -> PathBuf {
     let stem = model
@@ -149,6 +240,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("tone_seconds", "--tone-seconds"),
     ("frame_seconds", "--frame-seconds"),
     ("adam.lr", "--lr"),
+    ("lr_schedule", "--lr-floor"),
     ("weights.esr", "--esr-weight"),
     ("weights.nmr", "--lambda"),
     ("weights.dc", "--dc-weight"),
@@ -156,6 +248,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("validate_every_batches", "--validate-every"),
     ("max_epochs", "--epochs"),
     ("patience", "--patience"),
+    ("max_esr_t_db", "--max-esr-t"),
+    ("weight_average", "--weight-average"),
 ];
 
 /// Signal numbers as `usize` (what `signal_hook::flag::register_usize` stores).
@@ -211,7 +305,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.steps {
         check::count("--steps", s as usize, None)?;
     }
-    check::count("--epochs", args.epochs, None)?;
+    if let Some(e) = args.epochs {
+        check::count("--epochs", e, None)?;
+    }
     check::count("--tones-per-epoch", args.tones_per_epoch, None)?;
     if let Some(v) = args.validate_every {
         check::count("--validate-every", v, None)?;
@@ -269,10 +365,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .num_threads(threads)
         .build()
         .context("cannot start the worker threads")?;
+    let preset = match args.preset {
+        PresetArg::Fast => Preset::Fast,
+        PresetArg::Paper => Preset::Paper,
+    };
+    let base = FinetuneConfig::preset(preset, &model.network);
     let config = FinetuneConfig {
         seed: args.seed,
         tones_per_epoch: args.tones_per_epoch,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.or(base.batch_size),
         tone_seconds: args.tone_seconds,
         frame_seconds: args.frame_seconds,
         weights: LossWeights {
@@ -285,24 +386,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             PreEmphasisArg::None => PreEmphasis::None,
         },
         adam: AdamConfig {
-            lr: args.lr,
-            ..AdamConfig::default()
+            lr: args.lr.unwrap_or(base.adam.lr),
+            ..base.adam
         },
+        lr_schedule: LrSchedule {
+            warmup_steps: args.warmup_steps.unwrap_or(base.lr_schedule.warmup_steps),
+            decay: match args.lr_decay {
+                None => match base.lr_schedule.decay {
+                    LrDecay::Cosine { .. } => LrDecay::Cosine {
+                        floor: args.lr_floor,
+                    },
+                    d => d,
+                },
+                Some(LrDecayArg::Constant) => LrDecay::Constant,
+                Some(LrDecayArg::Cosine) => LrDecay::Cosine {
+                    floor: args.lr_floor,
+                },
+            },
+        },
+        weight_average: args
+            .weight_average
+            .map_or(base.weight_average, |b| (b > 0.0).then_some(b)),
         precision: match args.precision {
             PrecisionArg::F64 => Precision::F64,
             PrecisionArg::F32 => Precision::F32,
         },
         threads,
         max_steps: args.steps,
-        max_epochs: Some(args.epochs),
-        max_duration,
-        patience: (args.patience > 0).then_some(args.patience),
-        validate_every_batches: args.validate_every,
+        max_epochs: args.epochs.or(base.max_epochs),
+        // A step limit alone replaces the preset's time budget.
+        max_duration: max_duration.or(if args.steps.is_some() {
+            None
+        } else {
+            base.max_duration
+        }),
+        patience: args.patience.map_or(base.patience, |p| (p > 0).then_some(p)),
+        max_esr_t_db: args.max_esr_t.or(base.max_esr_t_db),
+        validate_every_batches: args.validate_every.or(base.validate_every_batches),
         validation_stride: args.validation_stride,
         validation_knob_points: args.validation_knob_points,
         checkpoint_path: Some(checkpoint_path.clone()),
         checkpoint_interval,
     };
+    super::notice(&plan(&config, &model.network, args.preset));
 
     let stop = Arc::new(AtomicBool::new(false));
     let signal = install_signal_handlers(&stop)?;
@@ -323,10 +449,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let sched = tuner.schedule();
         let steps_per_epoch = (sched.batches_per_epoch * sched.frames) as u64;
-        let total = args
-            .steps
-            .unwrap_or(steps_per_epoch * args.epochs as u64)
-            .min(steps_per_epoch * args.epochs as u64);
+        // The bar's length: the step or epoch limit; with a time budget it follows the rate
+        // measured so far (below), so that the ETA tracks the budget.
+        let total = [
+            config.max_steps,
+            config.max_epochs.map(|e| steps_per_epoch * e as u64),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(steps_per_epoch);
         let bar = if args.quiet {
             ProgressBar::hidden()
         } else {
@@ -375,8 +507,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 bar.set_position(step);
                 // With a time budget, the last step is where the current rate reaches the end
                 // of the budget (so that the ETA tracks the budget, not the epoch limit).
-                if let (Some(m), true) = (args.minutes, steps_per_second > 0.0) {
-                    let left = (m * 60.0 - bar.elapsed().as_secs_f64()).max(0.0);
+                if let (Some(m), true) = (config.max_duration, steps_per_second > 0.0) {
+                    let left = (m.as_secs_f64() - bar.elapsed().as_secs_f64()).max(0.0);
                     bar.set_length(total.min(step + (steps_per_second * left) as u64));
                 }
                 bar.set_message(format!(
@@ -385,7 +517,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ));
             }
             Event::Validation(v) => say(format!(
-                "validation at step {}: NMR-S {:.2} dB, ESR-T {:.2} dB (mean of dB), score {:.5}{}",
+                "validation at step {}: NMR-S {:.2} dB, ESR-T {:.2} dB (10·log10 of the mean over the validation tones), score {:.5}{}",
                 v.step,
                 v.nmr_s_db,
                 v.esr_t_db,
@@ -459,6 +591,25 @@ fn report_and_save(
         }
         bail!("{msg}");
     }
+    if !outcome.student_found {
+        // Every validated student lost the teacher's tone: hand back nothing rather than a
+        // broken model (the checkpoint stays, so a run with other settings can be compared).
+        let closest = outcome
+            .history
+            .iter()
+            .map(|v| v.esr_t_db)
+            .fold(f64::INFINITY, f64::min);
+        let msg = format!(
+            "no student kept the teacher's tone: every validation had ESR-T above the guard of              {} dB (the closest: {closest:.1} dB), so nothing was written and the teacher stays              as it is; try a lower --lr, a longer budget, or a looser --max-esr-t",
+            args.max_esr_t
+                .unwrap_or(crate::train::finetune::FAST_TONE_GUARD_DB)
+        );
+        if signal != 0 {
+            eprintln!("{msg}");
+            return Ok(code);
+        }
+        bail!("{msg}");
+    }
     // Conditioned models are summarised at the middle of the knob range.
     let (mut teacher, mut best) = (teacher.clone(), outcome.best.clone());
     if teacher.num_knobs() > 0 {
@@ -495,8 +646,8 @@ fn report_and_save(
         .history
         .iter()
         .map(|v| {
-            serde_json::json!({"epoch": v.epoch, "step": v.step, "nmr_s_mean_db": v.nmr_s_db,
-                "esr_t_mean_db": v.esr_t_db, "score": v.score})
+            serde_json::json!({"epoch": v.epoch, "step": v.step, "seconds": v.seconds,
+                "nmr_s_db": v.nmr_s_db, "esr_t_db": v.esr_t_db, "score": v.score})
         })
         .collect();
     let report_bytes = serde_json::to_string_pretty(&json)?.into_bytes();

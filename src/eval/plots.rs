@@ -235,3 +235,113 @@ pub fn save_spectrum(
         title
     ))
 }
+
+/// One run's validation curve for [`draw_training_curves`]: its label and, per validation,
+/// (minutes of training, NMR-S dB, ESR-T dB).
+pub struct TrainingCurve {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Validation NMR-S (left) and ESR-T (right) against training minutes, one line per run;
+/// dashed horizontal lines mark optional targets `(nmr_s_db, esr_t_db)`.
+pub fn draw_training_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    runs: &[TrainingCurve],
+    targets: Option<(f64, f64)>,
+    title: &str,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    let root = root.titled(title, (FAMILY, 20)).map_err(plot_err)?;
+    let panels = root.split_evenly((1, 2));
+    let t_max = runs
+        .iter()
+        .flat_map(|r| r.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let palette = [
+        COLORS[0],
+        COLORS[1],
+        COLORS[2],
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+    for (panel, (name, pick, target)) in panels.iter().zip([
+        ("NMR-S (dB)", 1usize, targets.map(|t| t.0)),
+        ("ESR-T (dB)", 2usize, targets.map(|t| t.1)),
+    ]) {
+        let value = |p: &(f64, f64, f64)| if pick == 1 { p.1 } else { p.2 };
+        let vals: Vec<f64> = runs
+            .iter()
+            .flat_map(|r| r.points.iter().map(value))
+            .filter(|v| v.is_finite())
+            .chain(target)
+            .collect();
+        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo.is_finite() {
+            (lo.floor() - 2.0, hi.ceil() + 2.0)
+        } else {
+            (-40.0, 0.0)
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..t_max * 1.02, lo..hi)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("training time (min)")
+            .y_desc(name)
+            .label_style((FAMILY, 14))
+            .draw()
+            .map_err(plot_err)?;
+        if let Some(t) = target {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, t), (t_max * 1.02, t)],
+                    8,
+                    6,
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(plot_err)?
+                .label("target")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+        }
+        for (i, run) in runs.iter().enumerate() {
+            let c = palette[i % palette.len()];
+            let pts: Vec<(f64, f64)> = run
+                .points
+                .iter()
+                .map(|p| (p.0, value(p)))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(run.label.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font((FAMILY, 13))
+            .draw()
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Saves [`draw_training_curves`] as `stem.svg` and `stem.png`; returns the two paths.
+pub fn save_training_curves(
+    stem: &Path,
+    runs: &[TrainingCurve],
+    targets: Option<(f64, f64)>,
+    title: &str,
+) -> Result<[PathBuf; 2]> {
+    save_both!(stem, |root| draw_training_curves(root, runs, targets, title))
+}

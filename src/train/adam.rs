@@ -49,14 +49,21 @@ impl Adam {
     /// One update of `params` with gradient `grad` (PyTorch's formulation:
     /// `θ -= lr · m̂ / (√v̂ + ε)` with bias-corrected moments).
     pub fn update(&mut self, params: &mut [f64], grad: &[f64]) {
+        let lr = self.config.lr;
+        self.update_with_lr(params, grad, lr);
+    }
+
+    /// One update at learning rate `lr` instead of the configured one (schedules; the
+    /// moments are the same).
+    pub fn update_with_lr(&mut self, params: &mut [f64], grad: &[f64], lr: f64) {
         assert_eq!(params.len(), self.m.len(), "parameter count changed");
         assert_eq!(grad.len(), self.m.len(), "gradient length differs");
         self.step += 1;
         let AdamConfig {
-            lr,
             beta1,
             beta2,
             eps,
+            ..
         } = self.config;
         let t = self.step as i32;
         let bc1 = 1.0 - beta1.powi(t);

@@ -3,7 +3,7 @@
 //! best student so far), written atomically so that an interruption never leaves a torn file.
 //!
 //! A checkpoint protects itself. The file is a JSON envelope
-//! `{"format": "dealias checkpoint", "version": 2, "checksum": "fnv1a64:…", "payload": {…}}`
+//! `{"format": "dealias checkpoint", "version": 3, "checksum": "fnv1a64:…", "payload": {…}}`
 //! whose checksum covers the exact bytes of the payload, so a corrupted or edited file is
 //! refused; [`Checkpoint::check`] then checks every field for internal consistency (lengths,
 //! finite values, counters, elapsed time), and `Finetuner::resume` checks it against the
@@ -62,14 +62,17 @@ pub struct Checkpoint {
     pub best_score: Option<f64>,
     pub best_params: Option<Vec<f64>>,
     pub epochs_without_improvement: usize,
-    /// Validation history: (epoch, step, NMR-S mean dB, ESR-T mean dB, score, improved).
-    pub history: Vec<(usize, u64, f64, f64, f64, bool)>,
+    /// Validation history: (epoch, step, NMR-S dB, ESR-T dB, score, improved, seconds).
+    pub history: Vec<(usize, u64, f64, f64, f64, bool, f64)>,
     /// Wall-clock seconds spent in training before this checkpoint.
     pub elapsed_seconds: f64,
+    /// The moving average of the student's weights, when the run averages them.
+    pub average: Option<Vec<f64>>,
 }
 
-/// The checkpoint format version this build writes and reads (2: checksummed envelope).
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// The checkpoint format version this build writes and reads (2: checksummed envelope;
+/// 3: validation times in the history, the weight average).
+pub const CHECKPOINT_VERSION: u32 = 3;
 
 /// The `format` value of the envelope.
 const FORMAT: &str = "dealias checkpoint";
@@ -229,8 +232,17 @@ impl Checkpoint {
             }
             _ => return Err("best_score and best_params must be present together".into()),
         }
+        if let Some(a) = &self.average {
+            if a.len() != n {
+                return Err(format!(
+                    "average has {} values for {n} parameters",
+                    a.len()
+                ));
+            }
+            finite(a, "average")?;
+        }
         let mut last_step = 0;
-        for (i, &(epoch, step, nmr, esr, score, _)) in self.history.iter().enumerate() {
+        for (i, &(epoch, step, nmr, esr, score, _, seconds)) in self.history.iter().enumerate() {
             if step > self.step || step < last_step || epoch > self.epoch {
                 return Err(format!(
                     "validation {i} is at epoch {epoch}, step {step}, outside the run so far \
@@ -239,12 +251,14 @@ impl Checkpoint {
                 ));
             }
             last_step = step;
-            finite(&[nmr, esr, score], &format!("history[{i}]"))?;
+            finite(&[nmr, esr, score, seconds], &format!("history[{i}]"))?;
         }
-        let best_in_history = self.history.iter().map(|h| h.4).reduce(f64::min);
-        if best_in_history.is_some() && best_in_history != self.best_score {
+        // The best student is the last validation that improved (validations that miss the
+        // tone guard never improve, so it need not be the lowest score).
+        let best_in_history = self.history.iter().rev().find(|h| h.5).map(|h| h.4);
+        if best_in_history != self.best_score {
             return Err(format!(
-                "best_score {:?} is not the best validation score of the history ({:?})",
+                "best_score {:?} is not the score of the history's last improvement ({:?})",
                 self.best_score, best_in_history
             ));
         }
@@ -318,8 +332,9 @@ mod tests {
             best_score: Some(0.25),
             best_params: Some(vec![1.0, 2.0, 3.0]),
             epochs_without_improvement: 0,
-            history: vec![(0, 1, -3.0, -20.0, 0.25, true)],
+            history: vec![(0, 1, -3.0, -20.0, 0.25, true, 12.5)],
             elapsed_seconds: 1.5,
+            average: None,
         }
     }
 

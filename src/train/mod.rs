@@ -4,3 +4,4 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod finetune;
+pub mod lr;
