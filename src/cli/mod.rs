@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod audit;
 mod check;
 pub mod compare;
+pub mod device;
 pub mod finetune;
 pub mod inspect;
 pub mod measure;
@@ -40,6 +41,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Rank every model of a library (files and folders) by its sine-set aliasing.
     Audit(audit::Args),
+    /// Alias-free reference circuits: list them, or run one over a WAV file.
+    Device(device::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => compare::run(a).map(|()| ExitCode::SUCCESS),
         Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Device(a) => device::run(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
