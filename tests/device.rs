@@ -4,8 +4,9 @@
 //! solver against SciPy's Radau (`tools/gen_device_reference.py`, committed in `tests/data/`),
 //! the sine-set NMR-S, and the command line.
 
+mod common;
+
 use std::f64::consts::PI;
-use std::path::Path;
 use std::process::Command;
 
 use dealias::device::{oversampled, Circuit, Device, DiodeClipper, OVERSAMPLING};
@@ -190,10 +191,7 @@ fn static_curve_is_the_diode_equation() {
 /// 2.9..4.5.
 #[test]
 fn ode_solver_agrees_with_radau() {
-    let path = format!(
-        "{}/tests/data/device_reference.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = common::data("device_reference.json");
     let data: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let (_, c) = clipper();
@@ -327,20 +325,6 @@ fn dealias(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn write_wav(path: &Path, x: &[f64], fs: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: fs,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &v in x {
-        w.write_sample(v as f32).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 /// `device list` names every device; `device render` writes what the library renders (to f32
 /// rounding), at the input's rate; an unknown name is an error that lists the devices.
 #[test]
@@ -356,14 +340,17 @@ fn command_line_lists_and_renders() {
     let x: Vec<f64> = (0..4410)
         .map(|i| 0.5 * (2.0 * PI * 440.0 * i as f64 / fs as f64).sin())
         .collect();
-    write_wav(&inp, &x, fs);
-    let out = dealias(&[
-        "device",
-        "render",
-        "diode-clipper",
-        inp.to_str().unwrap(),
-        outp.to_str().unwrap(),
-    ]);
+    common::write_wav(&inp, &x, fs);
+    let render = |name: &str| {
+        dealias(&[
+            "device",
+            "render",
+            name,
+            inp.to_str().unwrap(),
+            outp.to_str().unwrap(),
+        ])
+    };
+    let out = render("diode-clipper");
     assert!(
         out.status.success(),
         "{}",
@@ -382,13 +369,7 @@ fn command_line_lists_and_renders() {
     assert!(err < 1e-7, "{err}");
     assert!(want.iter().fold(0.0f64, |m, v| m.max(v.abs())) > 0.5);
 
-    let out = dealias(&[
-        "device",
-        "render",
-        "fuzz-box",
-        inp.to_str().unwrap(),
-        outp.to_str().unwrap(),
-    ]);
+    let out = render("fuzz-box");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no device called 'fuzz-box'") && err.contains("diode-clipper"));

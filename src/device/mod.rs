@@ -72,7 +72,7 @@ impl Device {
     }
 
     /// Output samples at the end of a render that react to the input's end (the linear-phase
-    /// filters' look-ahead, [`oversampled::lookahead`]; 124 samples, 2.6 ms at 48 kHz).
+    /// filters' look-ahead, [`oversampled::lookahead`]; 123 samples, 2.6 ms at 48 kHz).
     pub fn lookahead(&self) -> usize {
         oversampled::lookahead()
     }

@@ -35,3 +35,18 @@ pub fn errors(out: &[f64], reference: &[f64]) -> (f64, f64) {
     }
     (rel_peak, rel_point)
 }
+
+/// Writes a mono 32-bit float WAV.
+pub fn write_wav(path: &std::path::Path, x: &[f64], fs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: fs,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &v in x {
+        w.write_sample(v as f32).unwrap();
+    }
+    w.finalize().unwrap();
+}
