@@ -15,6 +15,7 @@ pub mod finetune;
 pub mod inspect;
 pub mod measure;
 pub mod process;
+pub mod report;
 
 /// Remove aliasing from neural guitar amp and pedal models (GuitarML, Neural Amp Modeler).
 #[derive(Debug, Parser)]
@@ -43,6 +44,8 @@ pub enum Command {
     Audit(audit::Args),
     /// Alias-free reference circuits: list them, or run one over a WAV file.
     Device(device::Args),
+    /// Write a self-contained HTML report (figures, Table 1 row, audio) for a teacher and student.
+    Report(report::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a).map(|()| ExitCode::SUCCESS),
         Command::Device(a) => device::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Report(a) => report::run(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
