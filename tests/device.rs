@@ -7,7 +7,6 @@
 mod common;
 
 use std::f64::consts::PI;
-use std::process::Command;
 
 use dealias::device::{oversampled, Circuit, Device, DiodeClipper, OVERSAMPLING};
 use rayon::prelude::*;
@@ -318,18 +317,11 @@ fn sine_set_nmr_is_at_the_analysis_floor() {
     assert!(worst_high < -60.0, "NMR-S {worst_high} dB on high notes");
 }
 
-fn dealias(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dealias"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// `device list` names every device; `device render` writes what the library renders (to f32
 /// rounding), at the input's rate; an unknown name is an error that lists the devices.
 #[test]
 fn command_line_lists_and_renders() {
-    let out = dealias(&["device", "list"]);
+    let out = common::dealias_cmd(&["device", "list"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("diode-clipper "), "{text}");
@@ -342,7 +334,7 @@ fn command_line_lists_and_renders() {
         .collect();
     common::write_wav(&inp, &x, fs);
     let render = |name: &str| {
-        dealias(&[
+        common::dealias_cmd(&[
             "device",
             "render",
             name,

@@ -12,12 +12,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn small(name: &str) -> String {
-    common::data(&format!("reference/{name}/{name}.json"))
-        .display()
-        .to_string()
-}
-
 /// The value of attribute `name` in the first `<body ...>` tag of `dom`.
 fn body_attr(dom: &str, name: &str) -> Option<String> {
     let start = dom.find("<body")?;
@@ -76,20 +70,21 @@ fn chromium_available() -> bool {
 fn report_is_self_contained_and_drawn_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let html_path = dir.path().join("report.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
-        .args([
-            "report",
-            &small("guitarml_lstm5x2_skip_bias"),
-            &small("guitarml_lstm4x1_noskip_nobias"),
-            "-o",
-            html_path.to_str().unwrap(),
-            "--level",
-            "-6",
-            "--device",
-            "diode-clipper",
-        ])
-        .output()
-        .unwrap();
+    let (teacher, student) = (
+        common::small_model_path("guitarml_lstm5x2_skip_bias"),
+        common::small_model_path("guitarml_lstm4x1_noskip_nobias"),
+    );
+    let out = common::dealias_cmd(&[
+        "report",
+        &teacher,
+        &student,
+        "-o",
+        html_path.to_str().unwrap(),
+        "--level",
+        "-6",
+        "--device",
+        "diode-clipper",
+    ]);
     assert!(
         out.status.success(),
         "{}",

@@ -50,3 +50,18 @@ pub fn write_wav(path: &std::path::Path, x: &[f64], fs: u32) {
     }
     w.finalize().unwrap();
 }
+
+/// The path of a committed small model, `tests/data/reference/NAME/NAME.json`.
+pub fn small_model_path(name: &str) -> String {
+    data(&format!("reference/{name}/{name}.json"))
+        .display()
+        .to_string()
+}
+
+/// Runs the `dealias` binary with `args`.
+pub fn dealias_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(args)
+        .output()
+        .expect("the dealias binary runs")
+}
