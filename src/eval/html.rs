@@ -125,7 +125,7 @@ fn wav_bytes(x: &[f64], fs: f64) -> Result<Vec<u8>> {
     {
         let mut w = hound::WavWriter::new(&mut cur, spec).map_err(err)?;
         for &v in x {
-            w.write_sample((v.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+            w.write_sample((v * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
                 .map_err(err)?;
         }
         w.finalize().map_err(err)?;
@@ -135,7 +135,7 @@ fn wav_bytes(x: &[f64], fs: f64) -> Result<Vec<u8>> {
 
 /// A spectrogram of `x` as a PNG: 1024-point Hann frames, time left to right, 0..fs/2 bottom
 /// to top, -120..0 dBFS on a dark-to-bright colour scale.
-fn spectrogram_png(x: &[f64], fs: f64) -> Result<Vec<u8>> {
+fn spectrogram_png(x: &[f64]) -> Result<Vec<u8>> {
     let n = 1024;
     let width = 600usize;
     let hop = (x.len().saturating_sub(n) / width).max(1);
@@ -168,7 +168,6 @@ fn spectrogram_png(x: &[f64], fs: f64) -> Result<Vec<u8>> {
             rgb[(row * frames + f) * 3..(row * frames + f) * 3 + 3].copy_from_slice(&c);
         }
     }
-    let _ = fs;
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, frames as u32, height as u32);
@@ -335,7 +334,7 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
                 "the {label} output of the sweep is not finite at sample {i}"
             )));
         }
-        let png = spectrogram_png(y, fs)?;
+        let png = spectrogram_png(y)?;
         figures.push((
             format!("Sweep spectrogram, {label}"),
             format!(
@@ -420,6 +419,48 @@ document.body.setAttribute('data-loaded','1');});\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sweep's zero crossings follow its instantaneous frequency `f1 exp(t ln(f2/f1) / T)`:
+    /// the cycles in the first 0.5 s and in the last 10 ms equal the integral of it (to one
+    /// crossing), and its peak is -6 dBFS.
+    #[test]
+    fn sweep_follows_its_frequency() {
+        let fs = 48_000.0;
+        let x = sine_sweep(fs);
+        assert_eq!(x.len(), 144_000);
+        let k = (0.45 * fs / 20.0f64).ln();
+        let cycles = |t0: f64, t1: f64| {
+            20.0 * SWEEP_S / k * ((t1 * k / SWEEP_S).exp() - (t0 * k / SWEEP_S).exp())
+        };
+        let crossings = |a: usize, b: usize| {
+            x[a..b]
+                .windows(2)
+                .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+                .count() as f64
+        };
+        let want = 2.0 * cycles(0.0, 0.5);
+        assert!((crossings(0, 24_000) - want).abs() <= 1.0, "{}", want);
+        let want = 2.0 * cycles(2.99, 3.0);
+        assert!((crossings(143_520, 144_000) - want).abs() <= 1.5, "{want}");
+        let peak = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!((20.0 * peak.log10() + 6.0).abs() < 0.01);
+    }
+
+    /// The players' WAV data reads back (full scale 32768, as readers divide by it; rounding:
+    /// half an LSB).
+    #[test]
+    fn wav_data_reads_back() {
+        let x: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.01).sin() * 0.5).collect();
+        let a = crate::audio::parse_wav(&wav_bytes(&x, 44_100.0).unwrap(), None).unwrap();
+        assert_eq!(a.sample_rate, 44_100);
+        assert_eq!(a.samples.len(), x.len());
+        let err = a
+            .samples
+            .iter()
+            .zip(&x)
+            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+        assert!(err <= 0.5 / 32768.0 + 1e-12, "{err}");
+    }
 
     /// RFC 4648 test vectors.
     #[test]
