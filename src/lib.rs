@@ -4,11 +4,13 @@
 //! [`formats`] (model files ⇄ model values) → [`models`] (forward and backward passes) →
 //! [`dsp`] (tones, windows, filters, harmonic resynthesis) → [`loss`] (ESR, NMR, MRSL) →
 //! [`train`] (Adam, truncated BPTT, teacher–student fine-tuning) → [`eval`] (metrics, plots,
-//! reports). The `dealias` binary is a thin command-line layer over this crate.
+//! reports). [`device`] holds alias-free circuit simulations that serve as reference devices.
+//! The `dealias` binary is a thin command-line layer over this crate.
 
 pub mod audio;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod device;
 pub mod dsp;
 pub mod error;
 pub mod eval;

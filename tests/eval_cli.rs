@@ -4,9 +4,9 @@
 mod common;
 
 use std::f64::consts::PI;
-use std::path::Path;
 use std::process::Command;
 
+use common::write_wav;
 use serde_json::Value;
 
 fn dealias(args: &[&str]) -> Value {
@@ -27,20 +27,6 @@ fn small(name: &str) -> String {
     common::data(&format!("reference/{name}/{name}.json"))
         .display()
         .to_string()
-}
-
-fn write_wav(path: &Path, x: &[f64], fs: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: fs,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &v in x {
-        w.write_sample(v as f32).unwrap();
-    }
-    w.finalize().unwrap();
 }
 
 #[test]

@@ -221,6 +221,10 @@ fn cli_writes_same_format_and_never_overwrites_the_input() {
         assert!(report.get(key).is_some(), "report lacks {key}");
     }
     assert!(dir.path().join("s.json.checkpoint.json").exists());
+    // The HTML report beside them, with the run's validation curves (tests/report_html.rs
+    // loads one in a browser).
+    let html = std::fs::read_to_string(dir.path().join("s.json.report.html")).unwrap();
+    assert!(html.contains("<td>student</td>") && html.contains("Training curves"));
 }
 
 /// A checkpoint whose fields do not fit this run is refused with a message naming the

@@ -226,7 +226,7 @@ fn default_output(model: &Path) -> PathBuf {
 }
 
 /// `path` with `suffix` appended to its file name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -331,6 +331,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| default_output(&args.model));
     let report = with_suffix(&output, ".report.json");
+    let html = with_suffix(&output, ".report.html");
     let checkpoint_path = args
         .checkpoint
         .clone()
@@ -339,6 +340,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .input(&args.model, "MODEL")
         .output(&output, "the output model")
         .output(&report, "the report")
+        .output(&html, "the HTML report")
         .output(&checkpoint_path, "the checkpoint")
         .claim()?;
     let checkpoint_exists = checkpoint_path.exists();
@@ -653,6 +655,7 @@ fn report_and_save(
     let report_bytes = serde_json::to_string_pretty(&json)?.into_bytes();
     crate::io::write_together(&[(report, &report_bytes), (output, &model_bytes)])?;
     eprintln!("wrote {} and {}", report.display(), output.display());
+    super::report::write_finetune_html(args, &teacher, &best, fs, &summary, &json, output, pool);
     if outcome.stop == StopReason::Interrupted {
         eprintln!(
             "{}: {} is the best student of a partial run ({} steps), not a finished one; continue \

@@ -10,10 +10,12 @@ pub mod analyze;
 pub mod audit;
 mod check;
 pub mod compare;
+pub mod device;
 pub mod finetune;
 pub mod inspect;
 pub mod measure;
 pub mod process;
+pub mod report;
 
 /// Remove aliasing from neural guitar amp and pedal models (GuitarML, Neural Amp Modeler).
 #[derive(Debug, Parser)]
@@ -40,6 +42,10 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Rank every model of a library (files and folders) by its sine-set aliasing.
     Audit(audit::Args),
+    /// Alias-free reference circuits: list them, or run one over a WAV file.
+    Device(device::Args),
+    /// Write a self-contained HTML report (figures, Table 1 row, audio) for a teacher and student.
+    Report(report::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -53,6 +59,8 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => compare::run(a).map(|()| ExitCode::SUCCESS),
         Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Device(a) => device::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Report(a) => report::run(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -68,9 +68,24 @@ pub fn firwin_kaiser(numtaps: usize, cutoff: f64, fs: f64, beta: f64) -> Vec<f64
     h
 }
 
+/// Kaiser's order estimate `M = ceil((A - 7.95) / (14.36 df / fs))` for a low-pass of
+/// stop-band attenuation `atten_db` and transition width `transition_hz` at `fs`, rounded up to
+/// a multiple of `multiple_of` (2 for an odd, symmetric filter of `M + 1` taps with an integer
+/// delay). The filter has `M + 1` taps.
+pub fn kaiser_order(atten_db: f64, transition_hz: f64, fs: f64, multiple_of: usize) -> usize {
+    let m = ((atten_db - 7.95) / (14.36 * transition_hz / fs)).ceil() as usize;
+    m.div_ceil(multiple_of) * multiple_of
+}
+
+/// Kaiser's window parameter for a stop-band attenuation `atten_db` above 50 dB:
+/// `beta = 0.1102 (A - 8.7)`.
+pub fn kaiser_beta(atten_db: f64) -> f64 {
+    0.1102 * (atten_db - 8.7)
+}
+
 /// Dot product with four independent accumulators (lets the compiler pipeline/vectorise).
 #[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -106,14 +121,9 @@ impl ZeroPhaseFir {
             )));
         }
         let a_s = 80.0;
-        let df = 4000.0 / fs;
-        let mut m = ((a_s - 7.95) / (14.36 * df)).ceil() as usize;
-        if m % 2 == 1 {
-            m += 1;
-        }
-        let beta = 0.1102 * (a_s - 8.7);
+        let m = kaiser_order(a_s, 4000.0, fs, 2);
         Ok(Self {
-            taps: firwin_kaiser(m + 1, 14_000.0, fs, beta),
+            taps: firwin_kaiser(m + 1, 14_000.0, fs, kaiser_beta(a_s)),
         })
     }
 

@@ -8,6 +8,8 @@
 
 pub mod audio_metrics;
 pub mod audit;
+#[cfg(feature = "plots")]
+pub mod html;
 pub mod oversample;
 #[cfg(feature = "plots")]
 pub mod plots;

@@ -16,6 +16,7 @@ use realfft::RealFftPlanner;
 use super::sine_set::SineSetReport;
 use crate::dsp::harmonics::HarmonicAnalyzer;
 use crate::dsp::tones::EVAL_LEVELS_DBFS;
+use crate::loss::metrics::ToneMetrics;
 use crate::{Error, Result};
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -25,7 +26,7 @@ const FAMILY: &str = "sans-serif";
 pub const SIZE: (u32, u32) = (900, 560);
 pub use super::AUDIBILITY_DB;
 
-fn register_font() {
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The embedded font is valid; a failure would only lose bitmap text.
         let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
@@ -48,9 +49,25 @@ pub fn draw_nmr_vs_f0<DB: DrawingBackend>(
     report: &SineSetReport,
     title: &str,
 ) -> Result<()> {
+    draw_metric_vs_f0(root, report, title, "NMR-S (dB)", &|m| Some(m.nmr_s))
+}
+
+/// A per-tone metric (linear, shown in dB; tones where it is `None` are left out) against f0,
+/// one series per level, with the -10 dB line (Fig. 4).
+pub fn draw_metric_vs_f0<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    report: &SineSetReport,
+    title: &str,
+    y_desc: &str,
+    metric: &dyn Fn(&ToneMetrics) -> Option<f64>,
+) -> Result<()> {
     root.fill(&WHITE).map_err(plot_err)?;
     let db = |v: f64| 10.0 * v.max(1e-30).log10();
-    let vals: Vec<f64> = report.tones.iter().map(|t| db(t.metrics.nmr_s)).collect();
+    let vals: Vec<f64> = report
+        .tones
+        .iter()
+        .filter_map(|t| metric(&t.metrics).map(db))
+        .collect();
     let lo = vals.iter().cloned().fold(AUDIBILITY_DB, f64::min).floor() - 5.0;
     let hi = vals.iter().cloned().fold(AUDIBILITY_DB, f64::max).ceil() + 5.0;
     let mut chart = ChartBuilder::on(root)
@@ -63,7 +80,7 @@ pub fn draw_nmr_vs_f0<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("f0 (Hz)")
-        .y_desc("NMR-S (dB)")
+        .y_desc(y_desc)
         .label_style((FAMILY, 14))
         .draw()
         .map_err(plot_err)?;
@@ -81,7 +98,7 @@ pub fn draw_nmr_vs_f0<DB: DrawingBackend>(
         let c = COLORS[i % COLORS.len()];
         let pts: Vec<(f64, f64)> = report
             .at_level(level)
-            .map(|t| (t.tone.tone.f0, db(t.metrics.nmr_s)))
+            .filter_map(|t| metric(&t.metrics).map(|v| (t.tone.tone.f0, db(v))))
             .collect();
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))

@@ -35,6 +35,8 @@ pub struct Summary {
     pub esr_t_db: f64,
     /// Both rows under the paper's convention (without the oversampled columns).
     pub paper: Table1,
+    /// The per-tone results of teacher and student (the student's with the -T metrics).
+    pub reports: (SineSetReport, SineSetReport),
 }
 
 fn self_metrics(r: &SineSetReport) -> SelfMetrics {
@@ -75,6 +77,7 @@ pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Sum
         hesr_t: s.hesr_t.ok_or_else(missing)?,
         esr_t_db: esr_t.mean_linear_db,
         paper,
+        reports: (t, s),
     })
 }
 

@@ -35,3 +35,33 @@ pub fn errors(out: &[f64], reference: &[f64]) -> (f64, f64) {
     }
     (rel_peak, rel_point)
 }
+
+/// Writes a mono 32-bit float WAV.
+pub fn write_wav(path: &std::path::Path, x: &[f64], fs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: fs,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &v in x {
+        w.write_sample(v as f32).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// The path of a committed small model, `tests/data/reference/NAME/NAME.json`.
+pub fn small_model_path(name: &str) -> String {
+    data(&format!("reference/{name}/{name}.json"))
+        .display()
+        .to_string()
+}
+
+/// Runs the `dealias` binary with `args`.
+pub fn dealias_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(args)
+        .output()
+        .expect("the dealias binary runs")
+}

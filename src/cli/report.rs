@@ -1,0 +1,157 @@
+//! `dealias report TEACHER STUDENT [-o REPORT.html]`: the self-contained HTML report of
+//! [`crate::eval::html`] for any teacher–student pair. The training curves come from the
+//! student's fine-tuning report (`STUDENT.report.json`) when it is there.
+
+use std::path::{Path, PathBuf};
+
+use super::finetune::with_suffix;
+
+use anyhow::{bail, Context};
+
+use super::measure::progress_bar;
+use crate::eval::html::{html_report, CurvePoint, ReportInputs};
+use crate::eval::sine_set::{compare_sine_set, RunOptions};
+
+/// Arguments of `dealias report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The teacher (original) model file.
+    pub teacher: PathBuf,
+    /// The student (fine-tuned) model file.
+    pub student: PathBuf,
+    /// The HTML file to write (default: STUDENT.report.html).
+    #[arg(short, long, value_name = "REPORT.html")]
+    pub output: Option<PathBuf>,
+    /// The reference device the teacher models (see `dealias device list`), for its spectrum
+    /// and sweep.
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// Sample rate for model files that state none (default: their format's standard rate).
+    #[arg(long, value_name = "HZ")]
+    pub rate: Option<f64>,
+    /// Only the tones at this input level (-36, -18 or -6 dBFS; repeatable). Default: all.
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    pub level: Vec<f64>,
+}
+
+/// The validation history of a fine-tuning report JSON (its `validation` array).
+pub(crate) fn curves_from_report(json: &serde_json::Value) -> Vec<CurvePoint> {
+    json["validation"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| {
+                    Some(CurvePoint {
+                        step: v["step"].as_f64()?,
+                        nmr_s_db: v["nmr_s_mean_db"].as_f64()?,
+                        esr_t_db: v["esr_t_mean_db"].as_f64()?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `dealias report`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    super::check::rate("--rate", args.rate)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.student, ".report.html"));
+    let device = args
+        .device
+        .as_deref()
+        .map(crate::device::Device::by_name)
+        .transpose()?;
+    let _locks = crate::io::Outputs::new()
+        .input(&args.teacher, "TEACHER")
+        .input(&args.student, "STUDENT")
+        .output(&output, "the report")
+        .claim()?;
+    let (teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
+    let (student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
+    if fs != fs_s {
+        bail!("the teacher runs at {fs} Hz but the student at {fs_s} Hz");
+    }
+    let curves = {
+        let p = with_suffix(&args.student, ".report.json");
+        match std::fs::read(&p) {
+            Ok(b) => {
+                let v: serde_json::Value = serde_json::from_slice(&b)
+                    .with_context(|| format!("{}: not a fine-tuning report", p.display()))?;
+                curves_from_report(&v)
+            }
+            Err(_) => Vec::new(),
+        }
+    };
+    let tones = super::measure::tones_at(&args.level)?;
+    let opts = RunOptions::default();
+    super::measure::check_memory(fs, opts, 2)?;
+    let pb = progress_bar(tones.len(), "sine set");
+    let progress = |k: usize| pb.set_position(k as u64);
+    let (rt, rs) = compare_sine_set(
+        &teacher.network,
+        &student.network,
+        fs,
+        opts,
+        &tones,
+        &progress,
+    )?;
+    pb.finish_and_clear();
+    let title = format!(
+        "dealias: {} → {}",
+        args.teacher.display(),
+        args.student.display()
+    );
+    let html = html_report(&ReportInputs {
+        title: &title,
+        fs,
+        teacher: &teacher.network,
+        student: &student.network,
+        sine_set: (&rt, &rs),
+        device: device.as_ref(),
+        curves: &curves,
+    })?;
+    crate::io::write_atomic(&output, html.as_bytes())?;
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+/// Writes `OUTPUT.report.html` after a fine-tuning run, from the summary's sine-set results and
+/// the run's validation history. The student and its JSON report are already written, so a
+/// failure here is a warning that says how to make the report later.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_finetune_html(
+    args: &super::finetune::Args,
+    teacher: &crate::Network,
+    student: &crate::Network,
+    fs: f64,
+    summary: &crate::eval::summary::Summary,
+    report_json: &serde_json::Value,
+    output: &Path,
+    pool: &rayon::ThreadPool,
+) {
+    let path = with_suffix(output, ".report.html");
+    let title = format!("dealias: {} → {}", args.model.display(), output.display());
+    let written = pool.install(|| -> crate::Result<()> {
+        let html = html_report(&ReportInputs {
+            title: &title,
+            fs,
+            teacher,
+            student,
+            sine_set: (&summary.reports.0, &summary.reports.1),
+            device: None,
+            curves: &curves_from_report(report_json),
+        })?;
+        crate::io::write_atomic(&path, html.as_bytes())
+    });
+    match written {
+        Ok(()) => eprintln!("wrote {}", path.display()),
+        Err(e) => eprintln!(
+            "warning: the HTML report was not written ({e}); make it with `dealias report {} {}`",
+            args.model.display(),
+            output.display()
+        ),
+    }
+}
