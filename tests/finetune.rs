@@ -363,19 +363,21 @@ fn presets_resolve_to_their_documented_settings() {
         assert_eq!(c.lr_schedule, LrSchedule::CONSTANT);
         assert_eq!((c.max_epochs, c.tones_per_epoch), (Some(100), 1600));
         assert_eq!((c.max_duration, c.max_esr_t_db), (None, None));
+        assert_eq!(c.weight_average, None);
         let s = Schedule::new(net, 44100.0, &c).unwrap();
         assert_eq!((s.batch, s.tone_len, s.frame_len), (batch, tone, frame));
     }
     let fast = FinetuneConfig::preset(Preset::Fast, &lstm);
-    assert_eq!(fast.adam.lr, 1e-3);
-    assert_eq!(fast.batch_size, Some(10));
-    assert_eq!(fast.lr_schedule.warmup_steps, 200);
+    assert_eq!(fast.adam.lr, 2e-3);
+    assert_eq!(fast.batch_size, Some(40));
+    assert_eq!(fast.lr_schedule.warmup_steps, 100);
     assert_eq!(fast.lr_schedule.decay, LrDecay::Cosine { floor: 0.05 });
     assert_eq!(fast.max_duration.unwrap().as_secs(), 15 * 60);
     assert_eq!(fast.max_esr_t_db, Some(-15.0));
-    assert_eq!(fast.validate_every_batches, Some(40));
+    assert_eq!(fast.validate_every_batches, Some(10));
+    assert_eq!((fast.weight_average, fast.patience), (None, Some(10)));
     let fast = FinetuneConfig::preset(Preset::Fast, &wavenet);
-    assert_eq!((fast.adam.lr, fast.batch_size), (5e-4, Some(8)));
+    assert_eq!((fast.adam.lr, fast.batch_size), (5e-4, Some(32)));
     assert_eq!(fast.max_duration.unwrap().as_secs(), 60 * 60);
     // Tones, frames and the loss stay the paper's in both.
     let s = Schedule::new(&lstm, 44100.0, &FinetuneConfig::preset(Preset::Fast, &lstm)).unwrap();
@@ -408,4 +410,29 @@ fn scheduled_runs_resume_exactly() {
     cfg.lr_schedule = LrSchedule::CONSTANT;
     let (_, d) = run(&net, cfg, None);
     assert_ne!(d.last.params(), a.last.params());
+}
+
+/// Weight averaging, checked at its two closed-form ends: decay 0 keeps exactly the current
+/// weights (the same students as no averaging), and a decay of 1 - 1e-9 keeps the teacher's
+/// weights: the average moves by 1e-9 × the sum of the 10 steps' offsets, bounded here by
+/// 1e-7 × the largest distance the training moved (100x headroom for a path that overshoots).
+#[test]
+fn weight_average_is_an_exponential_moving_average() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = small_model("guitarml_lstm5x2_skip_bias").network;
+    let mut cfg = config(dir.path());
+    cfg.validate_every_batches = Some(1);
+    let (_, plain) = run(&net, cfg.clone(), None);
+    cfg.weight_average = Some(0.0);
+    let (_, zero) = run(&net, cfg.clone(), None);
+    assert_eq!(zero.best.params(), plain.best.params());
+    assert_eq!(zero.last.params(), plain.last.params());
+    cfg.weight_average = Some(1.0 - 1e-9);
+    let (_, slow) = run(&net, cfg, None);
+    assert_eq!(slow.last.params(), plain.last.params(), "averaging never steers training");
+    let (t, b, l) = (net.params(), slow.best.params(), plain.last.params());
+    let dist = |x: &[f64]| x.iter().zip(&t).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(dist(&l) > 1e-4, "training moved the weights");
+    assert!(dist(&b) <= 1e-7 * dist(&l), "{} vs {}", dist(&b), dist(&l));
+    assert!(dist(&b) > 0.0, "the average moves a little");
 }

@@ -79,7 +79,7 @@ pub struct Args {
     #[arg(long, value_name = "DB", allow_hyphen_values = true)]
     pub max_esr_t: Option<f64>,
     /// Stop when validation has not improved for this many validations (0: never; fast
-    /// preset 6, paper preset 5).
+    /// preset 10, paper preset 5).
     #[arg(long)]
     pub patience: Option<usize>,
     /// Validate every this many batches (fast preset: every 400 tones; paper preset: once
@@ -92,7 +92,7 @@ pub struct Args {
     /// Random tones per epoch.
     #[arg(long, default_value_t = 1600)]
     pub tones_per_epoch: usize,
-    /// Tones per batch (fast preset: 10 recurrent, 8 WaveNet; paper preset: 40 and 32).
+    /// Tones per batch (both presets: 40 recurrent, 32 WaveNet).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Tone length in seconds (default 1.2 recurrent, 1.05 WaveNet; the last second is the target).
@@ -101,20 +101,19 @@ pub struct Args {
     /// Frame (one optimiser step) in seconds (default 0.1 recurrent, 0.5 WaveNet).
     #[arg(long)]
     pub frame_seconds: Option<f64>,
-    /// Adam learning rate, the peak of the schedule (fast preset: 1e-3 recurrent, 5e-4
+    /// Adam learning rate, the peak of the schedule (fast preset: 2e-3 recurrent, 5e-4
     /// WaveNet; paper preset: 5e-4).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Steps of linear learning-rate warm-up (fast preset: 200 recurrent, 100 WaveNet;
-    /// paper preset: 0).
+    /// Steps of linear learning-rate warm-up (fast preset: 100; paper preset: 0).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
     /// Learning-rate decay after the warm-up, over the step or time budget (fast preset:
     /// cosine; paper preset: constant).
     #[arg(long, value_enum)]
     pub lr_decay: Option<LrDecayArg>,
-    /// Validate and keep a moving average of the weights with this decay per step (fast
-    /// preset: 0.995, about the last 200 steps; paper preset: off; 0 turns it off).
+    /// Validate and keep a moving average of the weights with this decay per step (off in
+    /// both presets; e.g. 0.995 averages about the last 200 steps; 0 turns it off).
     #[arg(long, value_name = "DECAY")]
     pub weight_average: Option<f64>,
     /// Final learning rate of the cosine decay, as a fraction of the peak.
