@@ -4,12 +4,12 @@
 
 use dealias::models::wavenet_train::WaveNetTrainer;
 use dealias::models::{
-    Activation, Conv1d, Network, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray,
+    Activation, Conv1d, Gating, Network, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const ACTIVATIONS: [Activation; 10] = Activation::ALL;
+const ACTIVATIONS: [Activation; 12] = Activation::ALL;
 
 fn conv(
     rng: &mut ChaCha8Rng,
@@ -53,16 +53,20 @@ fn small_net(cfg: &Config) -> WaveNet {
                 condition_size: 1,
                 head_size: head,
                 channels: ch,
-                kernel_size: cfg.kernel,
-                activation: cfg.activation,
-                gated: cfg.gated,
                 rechannel: conv(&mut rng, input, ch, 1, 1, false, s),
                 layers: [1, 2, 4]
                     .iter()
                     .map(|&d| WaveNetLayer {
                         conv: conv(&mut rng, ch, mid, cfg.kernel, d, true, s),
                         input_mixer: conv(&mut rng, 1, mid, 1, 1, false, s),
-                        one_by_one: conv(&mut rng, ch, ch, 1, 1, true, s),
+                        activation: cfg.activation,
+                        gating: if cfg.gated {
+                            Gating::Gated(Activation::Sigmoid)
+                        } else {
+                            Gating::None
+                        },
+                        one_by_one: Some(conv(&mut rng, ch, ch, 1, 1, true, s)),
+                        head1x1: None,
                     })
                     .collect(),
                 head_rechannel: conv(&mut rng, ch, head, 1, 1, cfg.head_bias, s),
@@ -240,15 +244,15 @@ fn wide_net() -> WaveNet {
         condition_size: 1,
         head_size: head,
         channels: ch,
-        kernel_size: 3,
-        activation: Activation::Tanh,
-        gated: false,
         rechannel: conv(rng, input, ch, 1, 1, false, 1.0),
         layers: (0..6)
             .map(|i| WaveNetLayer {
                 conv: conv(rng, ch, ch, 3, 1 << i, true, 1.0 / (3.0 * ch as f64).sqrt()),
                 input_mixer: conv(rng, 1, ch, 1, 1, false, 1.0),
-                one_by_one: conv(rng, ch, ch, 1, 1, true, 1.0 / (ch as f64).sqrt()),
+                activation: Activation::Tanh,
+                gating: Gating::None,
+                one_by_one: Some(conv(rng, ch, ch, 1, 1, true, 1.0 / (ch as f64).sqrt())),
+                head1x1: None,
             })
             .collect(),
         head_rechannel: conv(rng, ch, head, 1, 1, true, 1.0 / (ch as f64).sqrt()),

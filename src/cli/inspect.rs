@@ -97,19 +97,28 @@ pub fn describe(model: &ModelFile) -> Value {
     let net = &model.network;
     let settings = match net {
         Network::WaveNet(w) => json!({
-            "layer_arrays": w.layer_arrays.iter().map(|a| json!({
-                "input_size": a.input_size,
-                "channels": a.channels,
-                "head_size": a.head_size,
-                "kernel_size": a.kernel_size,
-                "dilations": a.dilations(),
-                "activation": a.activation.name(),
-                "gated": a.gated,
-                "head_bias": a.head_rechannel.bias.is_some(),
-            })).collect::<Vec<_>>(),
+            "layer_arrays": w.layer_arrays.iter().map(|a| {
+                let first = &a.layers[0];
+                json!({
+                    "input_size": a.input_size,
+                    "channels": a.channels,
+                    "bottleneck": first.bottleneck(),
+                    "head_size": a.head_size,
+                    "kernel_sizes": a.kernel_sizes(),
+                    "dilations": a.dilations(),
+                    "activations": a.layers.iter().map(|l| l.activation.name()).collect::<Vec<_>>(),
+                    "gating_modes": a.layers.iter().map(|l| l.gating.name()).collect::<Vec<_>>(),
+                    "layer1x1": first.one_by_one.is_some(),
+                    "head1x1": first.head1x1.as_ref().map(|h| h.out_channels),
+                    "groups_input": first.conv.groups,
+                    "head_kernel_size": a.head_rechannel.kernel_size,
+                    "head_bias": a.head_rechannel.bias.is_some(),
+                })
+            }).collect::<Vec<_>>(),
             "post_head": w.head.as_ref().map(|h| json!({
                 "activation": h.activation.name(),
                 "layers": h.layers.len(),
+                "kernel_sizes": h.layers.iter().map(|c| c.kernel_size).collect::<Vec<_>>(),
             })),
             "head_scale": w.head_scale[0],
         }),

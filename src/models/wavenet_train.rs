@@ -441,6 +441,13 @@ fn tanh_block<T: Real>(z: &[T], a: &mut [T], gain: &mut [T]) {
 }
 
 impl<T: Real> WaveNetTrainer<T> {
+    /// Whether the trainer can differentiate `net`; otherwise an error naming the first
+    /// feature it cannot.
+    pub fn supports(net: &WaveNet) -> Result<(), String> {
+        net.classic_layout()
+            .map_err(|e| format!("fine-tuning does not support the WaveNet feature {e}"))
+    }
+
     /// Packs the weights of `net` (which must pass [`WaveNet::validate`]).
     pub fn new(net: &WaveNet) -> Self {
         if let Err(e) = net.validate() {
@@ -449,7 +456,11 @@ impl<T: Real> WaveNetTrainer<T> {
         let mut at = 0;
         let mut start = 0;
         let mut arrays = Vec::with_capacity(net.layer_arrays.len());
+        if let Err(e) = net.classic_layout() {
+            panic!("WaveNetTrainer::new: unsupported WaveNet feature {e} (check WaveNetTrainer::supports first)");
+        }
         for a in &net.layer_arrays {
+            let (activation, gated) = a.classic_layout().expect("checked above");
             let rechannel = TConv::new(&a.rechannel, &mut at);
             let array_start = start;
             let layers = a
@@ -458,7 +469,8 @@ impl<T: Real> WaveNetTrainer<T> {
                 .map(|l| {
                     let conv = TConv::new(&l.conv, &mut at);
                     let mixer = TConv::new(&l.input_mixer, &mut at);
-                    let one_by_one = TConv::new(&l.one_by_one, &mut at);
+                    let one_by_one =
+                        TConv::new(l.one_by_one.as_ref().expect("classic layout"), &mut at);
                     let layer = TLayer {
                         start,
                         conv,
@@ -473,9 +485,9 @@ impl<T: Real> WaveNetTrainer<T> {
             arrays.push(TArray {
                 in_ch: a.input_size,
                 channels: a.channels,
-                mid: if a.gated { 2 * a.channels } else { a.channels },
-                activation: a.activation,
-                gated: a.gated,
+                mid: if gated { 2 * a.channels } else { a.channels },
+                activation,
+                gated,
                 rechannel,
                 layers,
                 head_rechannel,
