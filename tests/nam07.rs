@@ -3,7 +3,7 @@
 //! (the package's own exporter, then `init_from_nam` in float64).
 //!
 //! Tolerance in f64: 1e-9 of the reference's peak (the implementations differ only in
-//! summation order; measured at most 1.3e-15 over the cases). In f32: about 3x the largest error
+//! summation order; measured at most 2.2e-15 over the cases). In f32: about 3x the largest error
 //! measured on x86-64 with AVX2.
 
 mod common;
@@ -28,7 +28,10 @@ fn case_doc(name: &str) -> Value {
 #[test]
 fn official_outputs() {
     let root = data("nam07");
-    let cases = manifest();
+    let cases: Vec<Value> = manifest()
+        .into_iter()
+        .filter(|c| c.get("max_values").is_none())
+        .collect();
     assert_eq!(cases.len(), 4);
     for case in &cases {
         let name = case["case"].as_str().unwrap();
@@ -55,14 +58,17 @@ fn official_outputs() {
     }
 }
 
-/// f32: measured at most 5.5e-7 over the cases.
-const F32_BOUND: f64 = 2e-6;
+/// f32: measured at most 1.2e-6 over the cases (the 8-channel A2 submodel).
+const F32_BOUND: f64 = 3.5e-6;
 
 /// Streaming in uneven blocks gives the one-call result exactly (the histories of the
 /// convolutional heads and post-heads carry over between blocks).
 #[test]
 fn streaming_blocks_match_one_call() {
-    for case in manifest() {
+    for case in manifest()
+        .into_iter()
+        .filter(|c| c.get("max_values").is_none())
+    {
         let name = case["case"].as_str().unwrap();
         let dir = data("nam07").join(name);
         let model = dealias::load_model(&dir.join(case["model"].as_str().unwrap())).unwrap();
@@ -214,4 +220,105 @@ fn write_back_keeps_the_document() {
     assert_eq!(diffs, [5]);
     let back = parse_model(out, None, false).unwrap();
     assert_eq!(back.network, changed);
+}
+
+/// The trainer's packed A2 config exported as a `SlimmableContainer` by the official package:
+/// every submodel against `init_from_nam` on its own document; the submodel the plugin picks
+/// from a slider value; saving keeps each submodel's config text.
+#[test]
+fn slimmable_container() {
+    let dir = data("nam07/a2_packed_container");
+    let path = dir.join("a2_packed_container.nam");
+    let model = dealias::load_model(&path).unwrap();
+    assert!(model.is_container());
+    let max_values: Vec<f64> = model.submodels.iter().map(|s| s.max_value).collect();
+    assert_eq!(max_values, [0.5, 1.0]);
+    // NeuralAmpModelerCore's default is the last (full-size) submodel.
+    assert_eq!(model.active, 1);
+    assert_eq!(model.sample_rate, Some(48000.0));
+    assert_eq!(model.slim_index(0.0), 0);
+    assert_eq!(model.slim_index(0.49), 0);
+    assert_eq!(model.slim_index(0.5), 1);
+    assert_eq!(model.slim_index(1.0), 1);
+    assert_eq!(model.slim_index(7.0), 1);
+    let input = read_f64(&dir.join("input.f64"));
+    let widths = [3, 8];
+    for (i, &w) in widths.iter().enumerate() {
+        let sub = model.select_submodel(i).unwrap();
+        let Network::WaveNet(net) = &sub.network else {
+            panic!("WaveNet submodels")
+        };
+        assert_eq!(net.layer_arrays[0].channels, w);
+        assert_eq!(net.receptive_field(), 6347);
+        let reference = read_f64(&dir.join(format!("output_{i}.f64")));
+        let (e64, _) = errors(&sub.process::<f64>(&input), &reference);
+        let in32: Vec<f32> = input.iter().map(|&x| x as f32).collect();
+        let out32: Vec<f64> = sub
+            .process::<f32>(&in32)
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let (e32, _) = errors(&out32, &reference);
+        println!("submodel {i} ({w} channels): f64 {e64:.3e} of peak, f32 {e32:.3e}");
+        assert!(e64 < 1e-9, "submodel {i}: f64 error {e64:e}");
+        assert!(e32 < F32_BOUND, "submodel {i}: f32 error {e32:e}");
+    }
+    assert!(model.select_submodel(2).is_err());
+
+    // Change both submodels (head_scale included) and save.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut m = model.select_submodel(0).unwrap();
+    let bump = |n: &Network| {
+        let mut n = n.clone();
+        let mut p = n.params();
+        p[3] += 0.125;
+        let last = p.len() - 1;
+        p[last] *= 1.5;
+        n.set_params(&p).unwrap();
+        n
+    };
+    m.network = bump(&m.network);
+    let m = m.select_submodel(1).unwrap();
+    let mut m = m;
+    m.network = bump(&m.network);
+    let out = dealias::formats::to_document(&m, None).unwrap();
+    let subs_in = doc["config"]["submodels"].as_array().unwrap();
+    let subs_out = out["config"]["submodels"].as_array().unwrap();
+    assert_eq!(subs_in.len(), subs_out.len());
+    for (a, b) in subs_in.iter().zip(subs_out) {
+        assert_eq!(a["max_value"], b["max_value"]);
+        // Byte-identical config text.
+        assert_eq!(
+            serde_json::to_string(&a["model"]["config"]).unwrap(),
+            serde_json::to_string(&b["model"]["config"]).unwrap()
+        );
+        let (wa, wb) = (
+            a["model"]["weights"].as_array().unwrap(),
+            b["model"]["weights"].as_array().unwrap(),
+        );
+        assert_eq!(
+            wa.last(),
+            wb.last(),
+            "the trailing head_scale weight is kept"
+        );
+    }
+    // The written container runs as the changed networks (head_scale folded into the last
+    // head rechannel; weights rounded to f32 as written).
+    let back = dealias::formats::parse_model(out, None, false).unwrap();
+    for (i, n) in m.submodel_networks().iter().enumerate() {
+        let want = n.process::<f64>(&input);
+        let got = back.select_submodel(i).unwrap().process::<f64>(&input);
+        let (e, _) = errors(&got, &want);
+        // f32 rounding of the written weights: measured 2e-7.
+        assert!(e < 1e-5, "submodel {i}: {e:e}");
+        let (moved, _) = errors(
+            &got,
+            &model.select_submodel(i).unwrap().process::<f64>(&input),
+        );
+        assert!(
+            moved > 1e-3,
+            "submodel {i}: the change was not written ({moved:e})"
+        );
+    }
 }

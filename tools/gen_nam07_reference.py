@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from nam.models._from_nam import init_from_nam
-from nam.models.wavenet import WaveNet
+from nam.models.wavenet import PackedWaveNet, WaveNet
+from nam.train._resources import __file__ as _resources_init
 
 SAMPLES = 2000
 SAMPLE_RATE = 48000
@@ -106,6 +107,37 @@ def write_case(root: Path, cases, name, model, note, seed):
                   "receptive_field": model.receptive_field, "peak": float(np.abs(y).max())})
 
 
+def container_case(root: Path, cases, seed=5):
+    """The trainer's own packed A2 config (`nam/train/_resources/config_model_packed.json`),
+    random weights, exported as a `SlimmableContainer` by `PackedWaveNet.export_container`;
+    each submodel's reference output from `init_from_nam` on its `model` document."""
+    packed = json.loads((Path(_resources_init).parent / "config_model_packed.json").read_text())
+    config = dict(packed["net"]["config"], sample_rate=SAMPLE_RATE)
+    torch.manual_seed(seed)
+    m = PackedWaveNet.init_from_config(config)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(1.5)
+    m.apply_mask()
+    name = "a2_packed_container"
+    out = root / name
+    out.mkdir(parents=True, exist_ok=True)
+    doc = m.export_container(out, basename=name)
+    x = test_input(seed)
+    np.asarray(x, dtype="<f8").tofile(out / "input.f64")
+    with torch.no_grad():
+        packed_y = m.double().eval()(torch.from_numpy(x)[None]).numpy()[0]
+    for i, sub in enumerate(doc["config"]["submodels"]):
+        y = run_nam(json.dumps(sub["model"]), x)
+        # The packed model computes every submodel at once; its channel i is submodel i.
+        assert np.abs(packed_y[i] - y).max() <= 1e-12 * np.abs(y).max(), i
+        np.asarray(y, dtype="<f8").tofile(out / f"output_{i}.f64")
+    cases.append({"case": name, "model": f"{name}.nam", "samples": SAMPLES,
+                  "note": "trainer's packed A2 config exported as a SlimmableContainer; output_<i>.f64 per submodel",
+                  "max_values": [s["max_value"] for s in doc["config"]["submodels"]],
+                  "receptive_field": m.receptive_field})
+
+
 def main():
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "tests/data/nam07")
     root.mkdir(parents=True, exist_ok=True)
@@ -164,9 +196,11 @@ def main():
                      seed=4),
                "Softsign/Softsigmoid/Tanh, groups_input 2 and 4, layer1x1 inactive, post-head kernel sizes 3,1,2", 4)
 
+    container_case(root, cases)
+
     (root / "manifest.json").write_text(json.dumps(cases, indent=1) + "\n")
     for c in cases:
-        print(c["case"], "receptive field", c["receptive_field"], "peak", c["peak"])
+        print(c["case"], "receptive field", c["receptive_field"], "peak", c.get("peak"))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,13 @@ pub(crate) struct Parsed {
     pub network: Network,
     pub sample_rate: Option<f64>,
     pub notices: Vec<String>,
+    /// A `SlimmableContainer`'s submodels (`max_value`, network), in the file's order;
+    /// `network` is then the last one (the full-size model, the plugin's default).
+    pub submodels: Vec<(f64, Network)>,
 }
+
+/// Most submodels accepted in a container.
+const MAX_SUBMODELS: usize = 64;
 
 /// Largest total convolution history (frames × channels, summed over layers) accepted, so
 /// that absurd dilations cannot make the streaming buffers explode.
@@ -71,23 +77,17 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
     })?;
     // The architecture is judged before anything else, so that a file of another kind is
     // named as such rather than reported as missing NAM keys.
+    if arch == "SlimmableContainer" {
+        return parse_container(top, notices);
+    }
     if !["WaveNet", "LSTM", "Linear"].contains(&arch) {
         return Err(format!(
-            "unsupported architecture \"{arch}\" (supported: WaveNet, LSTM, Linear)"
+            "unsupported architecture \"{arch}\" (supported: WaveNet, LSTM, Linear, SlimmableContainer)"
         ));
     }
     let config = object(field(top, "config", "the file")?, "\"config\"")?;
     let weights = numbers(field(top, "weights", "the file")?, "weights")?;
-    let sample_rate = match top.get("sample_rate") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let sr = number(v, "sample_rate")?;
-            if !(1.0..=1e7).contains(&sr) {
-                return Err(format!("sample_rate {sr} is not a plausible rate"));
-            }
-            Some(sr)
-        }
-    };
+    let sample_rate = sample_rate_of(top)?;
     let network = match arch {
         "WaveNet" => Network::WaveNet(parse_wavenet(config, &weights, &mut notices)?),
         "LSTM" => Network::Rnn(parse_lstm(config, &weights)?),
@@ -98,7 +98,138 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
         network,
         sample_rate,
         notices,
+        submodels: Vec::new(),
     })
+}
+
+/// A file's `sample_rate` (absent or null: none).
+fn sample_rate_of(top: &Map<String, Value>) -> Result<Option<f64>, String> {
+    match top.get("sample_rate") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let sr = number(v, "sample_rate")?;
+            if !(1.0..=1e7).contains(&sr) {
+                return Err(format!("sample_rate {sr} is not a plausible rate"));
+            }
+            Ok(Some(sr))
+        }
+    }
+}
+
+/// A NAM `SlimmableContainer` (neural-amp-modeler 0.13's A2 export): `config.submodels` is a
+/// list of `{max_value, model}` with `model` a complete `.nam` document; the top-level
+/// `weights` is empty. NeuralAmpModelerCore requires ascending `max_value`s with the last at
+/// least 1, and equal sample rates.
+fn parse_container(top: &Map<String, Value>, mut notices: Vec<String>) -> Result<Parsed, String> {
+    let what = "SlimmableContainer";
+    let config = object(field(top, "config", what)?, "SlimmableContainer config")?;
+    only_keys(config, &["submodels"], "SlimmableContainer config")?;
+    if let Some(w) = top.get("weights") {
+        if w.as_array().is_none_or(|a| !a.is_empty()) {
+            return Err("SlimmableContainer: the top-level weights must be empty".into());
+        }
+    }
+    let entries = field(config, "submodels", what)?
+        .as_array()
+        .ok_or("SlimmableContainer: \"submodels\" must be an array")?;
+    if entries.is_empty() || entries.len() > MAX_SUBMODELS {
+        return Err(format!(
+            "SlimmableContainer: {} submodels (expected 1..={MAX_SUBMODELS})",
+            entries.len()
+        ));
+    }
+    let sample_rate = sample_rate_of(top)?;
+    let mut submodels = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let sw = format!("submodel {i}");
+        let o = object(e, &sw)?;
+        only_keys(o, &["max_value", "model"], &sw)?;
+        let max_value = number(field(o, "max_value", &sw)?, &format!("{sw} max_value"))?;
+        if let Some((prev, _)) = submodels.last() {
+            if max_value <= *prev {
+                return Err(format!(
+                    "{sw}: max_value {max_value} not above the previous {prev} (submodels must be sorted by ascending max_value)"
+                ));
+            }
+        }
+        let model = field(o, "model", &sw)?;
+        if model.get("architecture").and_then(Value::as_str) == Some("SlimmableContainer") {
+            return Err(format!("{sw}: nested containers are not supported"));
+        }
+        let p = parse(model).map_err(|e| format!("{sw}: {e}"))?;
+        if let (Some(a), Some(b)) = (sample_rate, p.sample_rate) {
+            if a != b {
+                return Err(format!(
+                    "{sw}: sample rate {b} differs from the container's {a}"
+                ));
+            }
+        }
+        notices.extend(p.notices.into_iter().map(|n| format!("{sw}: {n}")));
+        submodels.push((max_value, p.network));
+    }
+    let last = submodels.last().map_or(0.0, |s| s.0);
+    if last < 1.0 {
+        return Err(format!(
+            "SlimmableContainer: the last submodel's max_value is {last}, below 1"
+        ));
+    }
+    let rates: Vec<f64> = entries
+        .iter()
+        .filter_map(|e| e.get("model").and_then(Value::as_object))
+        .filter_map(|m| sample_rate_of(m).ok().flatten())
+        .collect();
+    if rates.windows(2).any(|w| w[0] != w[1]) {
+        return Err("SlimmableContainer: the submodels' sample rates differ".into());
+    }
+    Ok(Parsed {
+        network: submodels.last().expect("at least one").1.clone(),
+        sample_rate: sample_rate.or(rates.first().copied()),
+        notices,
+        submodels,
+    })
+}
+
+/// Writes the networks of a container's submodels into `doc` (a `SlimmableContainer`
+/// document that `original` was parsed from), replacing only weights: each submodel's `config`
+/// stays byte-identical (hosts pick engines by its exact shape), so a changed `head_scale` is
+/// folded into the last head rechannel (the output is linear in it) and the config's
+/// `head_scale` and trailing weight keep their values. Returns how many values changed.
+pub(crate) fn write_container(
+    nets: &[&Network],
+    original: &[(f64, Network)],
+    doc: &mut Value,
+) -> Result<usize, String> {
+    if nets.len() != original.len() {
+        return Err("the container's submodels differ in number".into());
+    }
+    let entries = doc
+        .pointer_mut("/config/submodels")
+        .and_then(Value::as_array_mut)
+        .ok_or("the document has no submodels")?;
+    let mut changed = 0;
+    for (i, ((net, (_, orig)), entry)) in nets.iter().zip(original).zip(entries).enumerate() {
+        let mut net = (*net).clone();
+        if let (Network::WaveNet(w), Network::WaveNet(o)) = (&mut net, orig) {
+            let (new, old) = (w.head_scale[0], o.head_scale[0]);
+            if new.to_bits() != old.to_bits() {
+                if w.head.is_some() || old == 0.0 {
+                    return Err(format!(
+                        "submodel {i}: head_scale changed and cannot be folded into the weights (post-head or zero scale); the config would change"
+                    ));
+                }
+                let r = new / old;
+                let hr = &mut w.layer_arrays.last_mut().expect("validated").head_rechannel;
+                hr.weight.iter_mut().for_each(|v| *v *= r);
+                hr.bias.iter_mut().flatten().for_each(|v| *v *= r);
+                w.head_scale[0] = old;
+            }
+        }
+        let model = entry
+            .get_mut("model")
+            .ok_or_else(|| format!("submodel {i} has no model"))?;
+        changed += write(&net, orig, model).map_err(|e| format!("submodel {i}: {e}"))?;
+    }
+    Ok(changed)
 }
 
 /// Rejects keys of `obj` outside `known`.
