@@ -43,6 +43,8 @@ pub struct Args {
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub slim: super::SlimArgs,
     /// Stop after this many optimiser steps.
     #[arg(long)]
     pub steps: Option<u64>,
@@ -261,6 +263,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (model, fs) = super::load_with_rate(&args.model, args.sample_rate)?;
+    // A container: one submodel per run, written back into the container.
+    let model = match super::chosen_submodel(&model, &args.slim, &args.model)? {
+        Some(i) => model.select_submodel(i)?,
+        None if model.is_container() => bail!(
+            "{} is a container of {} submodels; choose the one to fine-tune with --submodel N or \
+             --slim VALUE (the others are written back unchanged; fine-tuning every submodel in \
+             one run is not supported yet)",
+            args.model.display(),
+            model.submodels.len()
+        ),
+        None => model,
+    };
     let threads = args
         .threads
         .unwrap_or_else(rayon::current_num_threads)

@@ -306,7 +306,7 @@ fn activation(v: &Value, what: &str) -> Result<Activation, String> {
                 sl = param("min_slope")?.unwrap_or(sl);
                 sh = param("max_slope")?.unwrap_or(sh);
             }
-            if !(lo <= hi) {
+            if lo.is_nan() || hi.is_nan() || lo > hi {
                 return Err(format!("{what}: {name} min_val {lo} above max_val {hi}"));
             }
             act = if !is_leaky && lo == -1.0 && hi == 1.0 {
@@ -382,7 +382,7 @@ impl ConvSpec {
         }
     }
     fn grouped(self, groups: usize, what: &str) -> Result<Self, String> {
-        if groups == 0 || self.i % groups != 0 || self.o % groups != 0 {
+        if groups == 0 || !self.i.is_multiple_of(groups) || !self.o.is_multiple_of(groups) {
             return Err(format!(
                 "{what}: {groups} groups do not divide {} inputs and {} outputs",
                 self.i, self.o

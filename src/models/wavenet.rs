@@ -292,7 +292,7 @@ impl WaveNet {
                 ));
             }
             let g = c.groups;
-            if g == 0 || i % g != 0 || o % g != 0 {
+            if g == 0 || !i.is_multiple_of(g) || !o.is_multiple_of(g) {
                 return Err(format!("{what}: {g} groups do not divide {i}→{o}"));
             }
             if c.kernel_size == 0
