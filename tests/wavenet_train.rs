@@ -332,3 +332,34 @@ fn wavenet_train_tape_reuse_and_accumulation() {
         assert!((a - 2.0 * b).abs() <= 1e-13 * norm);
     }
 }
+
+/// The A2 features a trainer-made file uses (per-layer kernels 6/15/2, irregular dilations,
+/// LeakyReLU with its slope, a convolutional head of kernel 16, layer1x1), on the synthetic
+/// A2-like model exported by neural-amp-modeler 0.13 (tests/data/nam07): gradient against
+/// central differences, and the training forward pass against the processor.
+#[test]
+fn a2_features_gradient_matches_finite_differences() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/nam07/a2_like/a2_like.nam"
+    );
+    let m = dealias::load_model(std::path::Path::new(path)).unwrap();
+    let Network::WaveNet(wn) = &m.network else {
+        panic!("a WaveNet")
+    };
+    assert_eq!(wn.layer_arrays[0].head_rechannel.kernel_size, 16);
+    let err = gradient_check(wn, 24, 11);
+    println!("A2 features: max group rel. error {err:.1e}");
+    assert!(err < 1e-6, "A2 features: {err:e}");
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let x = signal(&mut rng, 900, 0.8);
+    let batch = m.network.process_batch(std::slice::from_ref(&x));
+    let one = m.network.process::<f64>(&x);
+    let d = batch[0]
+        .iter()
+        .zip(&one)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let peak = one.iter().fold(0.0f64, |p, v| p.max(v.abs()));
+    assert!(d <= 1e-12 * peak, "training forward vs processor: {d:e}");
+}

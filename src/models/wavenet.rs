@@ -175,10 +175,11 @@ impl WaveNetLayerArray {
         self.layers.iter().map(|l| l.conv.kernel_size).collect()
     }
 
-    /// The 0.5 layout: every layer with the same activation, plain or Sigmoid-gated, a 1×1
-    /// of `channels → channels`, no head 1×1, no groups, a 1×1 head rechannel. Returns the
-    /// first feature outside it.
-    pub fn classic_layout(&self) -> Result<(Activation, bool), String> {
+    /// The layout the training engine differentiates: every layer with the same activation,
+    /// plain or Sigmoid-gated, a 1×1 of `channels → channels`, no head 1×1, no groups (kernel
+    /// sizes and dilations per layer, and the head rechannel's kernel, are free). Returns the
+    /// activation and whether it is gated, or the first feature outside it.
+    pub fn trainer_layout(&self) -> Result<(Activation, bool), String> {
         let first = &self.layers[0];
         for l in &self.layers {
             if l.activation != first.activation || l.gating != first.gating {
@@ -204,9 +205,6 @@ impl WaveNetLayerArray {
             Gating::Gated(_) => return Err("secondary activation other than Sigmoid".into()),
             Gating::Blended(_) => return Err("blended gating".into()),
         };
-        if self.head_rechannel.kernel_size != 1 {
-            return Err("convolutional head (head kernel_size above 1)".into());
-        }
         Ok((first.activation, gated))
     }
 }
@@ -411,12 +409,20 @@ impl WaveNet {
         Ok(())
     }
 
-    /// Whether every layer array has the 0.5 layout (see
-    /// [`WaveNetLayerArray::classic_layout`]) and the post-head is pointwise; otherwise the
-    /// first feature outside it.
-    pub fn classic_layout(&self) -> Result<(), String> {
+    /// Whether the training engine differentiates the network: every layer array in
+    /// [`WaveNetLayerArray::trainer_layout`], a convolutional head only with a single layer
+    /// array, a pointwise post-head; otherwise the first feature outside it.
+    pub fn trainer_layout(&self) -> Result<(), String> {
         for a in &self.layer_arrays {
-            a.classic_layout()?;
+            a.trainer_layout()?;
+        }
+        if self.layer_arrays.len() > 1
+            && self
+                .layer_arrays
+                .iter()
+                .any(|a| a.head_rechannel.kernel_size != 1 || a.head_rechannel.dilation != 1)
+        {
+            return Err("convolutional head in a WaveNet of several layer arrays".into());
         }
         if let Some(h) = &self.head {
             if h.layers.iter().any(|c| c.kernel_size != 1) {
