@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{data, errors, read_f64};
+use common::{data, errors, precision_errors, read_f64};
 use dealias::formats::parse_model;
 use dealias::models::{Activation, Gating, Network};
 use serde_json::Value;
@@ -44,14 +44,7 @@ fn official_outputs() {
         );
         let input = read_f64(&dir.join("input.f64"));
         let reference = read_f64(&dir.join("output.f64"));
-        let (e64, _) = errors(&model.process::<f64>(&input), &reference);
-        let in32: Vec<f32> = input.iter().map(|&x| x as f32).collect();
-        let out32: Vec<f64> = model
-            .process::<f32>(&in32)
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
-        let (e32, _) = errors(&out32, &reference);
+        let (e64, e32) = precision_errors(&model, &input, &reference);
         println!("{name}: f64 {e64:.3e} of peak, f32 {e32:.3e}");
         assert!(e64 < 1e-9, "{name}: f64 error {e64:e}");
         assert!(e32 < F32_BOUND, "{name}: f32 error {e32:e}");
@@ -251,14 +244,7 @@ fn slimmable_container() {
         assert_eq!(net.layer_arrays[0].channels, w);
         assert_eq!(net.receptive_field(), 6347);
         let reference = read_f64(&dir.join(format!("output_{i}.f64")));
-        let (e64, _) = errors(&sub.process::<f64>(&input), &reference);
-        let in32: Vec<f32> = input.iter().map(|&x| x as f32).collect();
-        let out32: Vec<f64> = sub
-            .process::<f32>(&in32)
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
-        let (e32, _) = errors(&out32, &reference);
+        let (e64, e32) = precision_errors(&sub, &input, &reference);
         println!("submodel {i} ({w} channels): f64 {e64:.3e} of peak, f32 {e32:.3e}");
         assert!(e64 < 1e-9, "submodel {i}: f64 error {e64:e}");
         assert!(e32 < F32_BOUND, "submodel {i}: f32 error {e32:e}");

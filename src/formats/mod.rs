@@ -165,10 +165,43 @@ impl ModelFile {
         Ok(out)
     }
 
+    /// The licence the file states (`license` or `licence` in its metadata or, for a
+    /// container, in a submodel's), as written; saving carries it through unchanged.
+    pub fn licence(&self) -> Option<String> {
+        let from = |md: Option<&Value>| {
+            let md = md?.as_object()?;
+            md.iter()
+                .find(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    k == "license" || k == "licence"
+                })
+                .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        };
+        let subs = self
+            .document
+            .pointer("/config/submodels")
+            .and_then(Value::as_array);
+        from(self.document.get("metadata")).or_else(|| {
+            subs.into_iter()
+                .flatten()
+                .find_map(|s| from(s.pointer("/model/metadata")))
+        })
+    }
+
     /// Runs the network over `input` from its initial state (see [`Network::process`]).
     pub fn process<T: crate::Real>(&self, input: &[T]) -> Vec<T> {
         self.network.process(input)
     }
+}
+
+/// Whether a licence text forbids derivative works: a Creative Commons "ND" element
+/// (`CC BY-NC-ND 4.0`, ...) or the words "no derivatives".
+pub fn forbids_derivatives(licence: &str) -> bool {
+    let lower = licence.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|t| t == "nd")
+        || lower.replace([' ', '-', '_'], "").contains("noderiv")
 }
 
 /// Largest model file read: real models are at most tens of MB, and parsing JSON takes several

@@ -222,17 +222,8 @@ impl<T: Real> TConv<T> {
         (self.kernel - 1) * self.dilation
     }
 
-    /// 1×1 convolution over `rows` frames: `out = b + x Wᵀ` (overwrites `out`).
-    fn pointwise(&self, x: &[T], rows: usize, out: &mut [T]) {
-        debug_assert_eq!(self.kernel, 1);
-        fill_bias(out, rows, self.cout, self.b.as_deref());
-        gemm(
-            rows, self.cin, self.cout, x, self.cin, 1, &self.w, 1, self.cin, out, self.cout, 1,
-        );
-    }
-
     /// Convolution over `rows` output frames: `out[r] = b + Σ_k W_k x[r + k d]` (`x` has
-    /// `rows + history` frames; overwrites `out`). Kernel 1 is [`TConv::pointwise`].
+    /// `rows + history` frames; overwrites `out`). Kernel 1 is a 1×1: `out = b + x Wᵀ`.
     fn conv(&self, x: &[T], rows: usize, out: &mut [T]) {
         let (ci, co, kn) = (self.cin, self.cout, self.kernel);
         fill_bias(out, rows, co, self.b.as_deref());
@@ -301,39 +292,6 @@ impl<T: Real> TConv<T> {
         }
         if let Some(bo) = self.b_off {
             add_col_sums(dout, rows, co, &mut grad[bo..bo + co]);
-        }
-    }
-
-    /// Backward of [`TConv::pointwise`]: `dW += doutᵀ x`, `db += Σ dout`, and `dx += dout W`
-    /// when `dx` is given.
-    fn pointwise_backward(
-        &self,
-        dout: &[T],
-        x: &[T],
-        rows: usize,
-        grad: &mut [T],
-        dx: Option<&mut [T]>,
-    ) {
-        let (ci, co) = (self.cin, self.cout);
-        gemm(
-            co,
-            rows,
-            ci,
-            dout,
-            1,
-            co,
-            x,
-            ci,
-            1,
-            &mut grad[self.w_off..],
-            ci,
-            1,
-        );
-        if let Some(bo) = self.b_off {
-            add_col_sums(dout, rows, co, &mut grad[bo..bo + co]);
-        }
-        if let Some(dx) = dx {
-            gemm(rows, co, ci, dout, co, 1, &self.w, ci, 1, dx, ci, 1);
         }
     }
 }
@@ -724,7 +682,7 @@ impl<T: Real> WaveNetTrainer<T> {
             } else {
                 &done[ai - 1].res[self.arrays[ai - 1].layers.len()]
             };
-            a.rechannel.pointwise(src, total - a.start, &mut at.res[0]);
+            a.rechannel.conv(src, total - a.start, &mut at.res[0]);
             // The head sum starts from the previous array's head output.
             if ai == 0 {
                 at.head.iter_mut().for_each(|v| *v = T::zero());
@@ -819,7 +777,7 @@ impl<T: Real> WaveNetTrainer<T> {
                 let v = &mut vpost[..before[j].len()];
                 v.copy_from_slice(&before[j]);
                 act.apply_slice(v);
-                conv.pointwise(v, n, &mut after[0]);
+                conv.conv(v, n, &mut after[0]);
             }
         }
         y.copy_from_slice(&post[post.len() - 1][..n]);
@@ -868,7 +826,7 @@ impl<T: Real> WaveNetTrainer<T> {
                 act.apply_slice(v);
                 let dv = &mut dp_b[..u.len()];
                 dv.iter_mut().for_each(|e| *e = T::zero());
-                conv.pointwise_backward(&dp_a[..n * conv.cout], v, n, grad, Some(dv));
+                conv.conv_backward(&dp_a[..n * conv.cout], v, n, grad, Some(dv));
                 for (e, &uv) in dv.iter_mut().zip(u.iter()) {
                     *e *= act.derivative(uv);
                 }
@@ -937,8 +895,7 @@ impl<T: Real> WaveNetTrainer<T> {
                     }
                     if residual {
                         let dob = &dout[r0 * c..(r0 + rows) * c];
-                        l.one_by_one
-                            .pointwise_backward(dob, ab, rows, grad, Some(da));
+                        l.one_by_one.conv_backward(dob, ab, rows, grad, Some(da));
                     }
                     // dz = da ⊙ ∂a/∂z.
                     let dz = &mut dzbuf[..rows * mid];
@@ -1008,14 +965,14 @@ impl<T: Real> WaveNetTrainer<T> {
             let rows = total - a.start;
             if ai == 0 {
                 a.rechannel
-                    .pointwise_backward(&dcur[..rows * c], x, rows, grad, None);
+                    .conv_backward(&dcur[..rows * c], x, rows, grad, None);
             } else {
                 let prev = &tape.arrays[ai - 1];
                 let src = &prev.res[self.arrays[ai - 1].layers.len()];
                 let dsrc = &mut dnext[..rows * a.in_ch];
                 dsrc.iter_mut().for_each(|v| *v = T::zero());
                 a.rechannel
-                    .pointwise_backward(&dcur[..rows * c], src, rows, grad, Some(dsrc));
+                    .conv_backward(&dcur[..rows * c], src, rows, grad, Some(dsrc));
                 std::mem::swap(dcur, dnext);
                 // The previous array's head output started this array's head sum.
                 dhead_out[..n * c].copy_from_slice(&dhead[..n * c]);
