@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
-use dealias::models::{Activation, Conv1d, Network, WaveNet, WaveNetLayer, WaveNetLayerArray};
+use dealias::models::{
+    Activation, Conv1d, Gating, Network, WaveNet, WaveNetLayer, WaveNetLayerArray,
+};
 use dealias::Real;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,7 +41,10 @@ fn array(
         .map(|i| WaveNetLayer {
             conv: conv(rng, ch, ch, 3, 1 << i, true),
             input_mixer: conv(rng, 1, ch, 1, 1, false),
-            one_by_one: conv(rng, ch, ch, 1, 1, true),
+            activation: Activation::Tanh,
+            gating: Gating::None,
+            one_by_one: Some(conv(rng, ch, ch, 1, 1, true)),
+            head1x1: None,
         })
         .collect();
     WaveNetLayerArray {
@@ -47,9 +52,6 @@ fn array(
         condition_size: 1,
         head_size: head,
         channels: ch,
-        kernel_size: 3,
-        activation: Activation::Tanh,
-        gated: false,
         rechannel: conv(rng, input, ch, 1, 1, false),
         layers,
         head_rechannel: conv(rng, ch, head, 1, 1, bias),

@@ -22,5 +22,5 @@ pub mod models;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use formats::{load_model, save_model, Format, ModelFile};
+pub use formats::{load_model, save_model, Format, ModelFile, Submodel};
 pub use models::{Network, Real};

@@ -198,3 +198,127 @@ fn paper_wavenet_matches_the_authors_render() {
         .fold(0.0, f64::max);
     assert!(worst < 5e-7, "max |0.5 y - render| = {worst:e}");
 }
+
+/// A `SlimmableContainer` (the trainer's packed A2 export): `inspect` lists the submodels and
+/// their max_values; `process` runs the plugin's default (the last submodel) or the one a
+/// slider value or index picks, each equal to the official output of that submodel (f32 WAV
+/// output: within 1e-6 of peak); `finetune` asks for a submodel and writes the container back.
+#[test]
+fn slimmable_container_commands() {
+    let dir = common::data("nam07/a2_packed_container");
+    let model = dir.join("a2_packed_container.nam");
+    let m = model.to_str().unwrap();
+    let out = dealias(&["inspect", "--json", m]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let subs = d["submodels"].as_array().expect("submodels listed");
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs[0]["max_value"], 0.5);
+    assert_eq!(subs[1]["max_value"], 1.0);
+    assert_eq!(subs[1]["default"], true);
+    let text = dealias(&["inspect", m]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("max_value 0.5"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = common::read_f64(&dir.join("input.f64"));
+    let wav_in = tmp.path().join("in.wav");
+    let x32: Vec<f32> = input.iter().map(|&v| v as f32).collect();
+    write_wav(&wav_in, 1, 48000, &x32);
+    for (extra, expect) in [
+        (vec![], 1),
+        (vec!["--slim", "0.25"], 0),
+        (vec!["--slim", "0.5"], 1),
+        (vec!["--submodel", "0"], 0),
+    ] {
+        let wav_out = tmp.path().join("out.wav");
+        let _ = std::fs::remove_file(&wav_out);
+        let mut args = vec![
+            "process",
+            m,
+            wav_in.to_str().unwrap(),
+            wav_out.to_str().unwrap(),
+        ];
+        args.extend(&extra);
+        let out = dealias(&args);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, y) = read_wav(&wav_out);
+        let y: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+        let reference = common::read_f64(&dir.join(format!("output_{expect}.f64")));
+        let (e, _) = common::errors(&y, &reference);
+        assert!(e < 1e-6, "{extra:?}: {e:e} against submodel {expect}");
+    }
+    let out = dealias(&[
+        "process",
+        m,
+        wav_in.to_str().unwrap(),
+        tmp.path().join("x.wav").to_str().unwrap(),
+        "--submodel",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("submodel 2 does not exist"));
+
+    let student = tmp.path().join("s.nam");
+    let out = dealias(&[
+        "finetune",
+        m,
+        "-o",
+        student.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--submodel"));
+    // One step on the small submodel: the container comes back with the same structure, the
+    // other submodel untouched and each config unchanged.
+    let out = dealias(&[
+        "finetune",
+        m,
+        "-o",
+        student.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--submodel",
+        "0",
+        "--frame-seconds",
+        "0.1",
+        "--pre-emphasis",
+        "none",
+        "--batch-size",
+        "2",
+        "--tones-per-epoch",
+        "2",
+        "--validation-stride",
+        "44",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&model), read(&student));
+    let (sa, sb) = (&a["config"]["submodels"], &b["config"]["submodels"]);
+    assert_eq!(b["architecture"], "SlimmableContainer");
+    assert_eq!(sa[1], sb[1], "the other submodel is unchanged");
+    for i in 0..2 {
+        assert_eq!(sa[i]["max_value"], sb[i]["max_value"]);
+        assert_eq!(
+            sa[i]["model"]["config"].to_string(),
+            sb[i]["model"]["config"].to_string()
+        );
+    }
+    assert_ne!(sa[0]["model"]["weights"], sb[0]["model"]["weights"]);
+    assert!(b["metadata"]["dealias"].is_object());
+}

@@ -4,12 +4,12 @@
 
 use dealias::models::wavenet_train::WaveNetTrainer;
 use dealias::models::{
-    Activation, Conv1d, Network, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray,
+    Activation, Conv1d, Gating, Network, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const ACTIVATIONS: [Activation; 10] = Activation::ALL;
+const ACTIVATIONS: [Activation; 12] = Activation::ALL;
 
 fn conv(
     rng: &mut ChaCha8Rng,
@@ -53,16 +53,20 @@ fn small_net(cfg: &Config) -> WaveNet {
                 condition_size: 1,
                 head_size: head,
                 channels: ch,
-                kernel_size: cfg.kernel,
-                activation: cfg.activation,
-                gated: cfg.gated,
                 rechannel: conv(&mut rng, input, ch, 1, 1, false, s),
                 layers: [1, 2, 4]
                     .iter()
                     .map(|&d| WaveNetLayer {
                         conv: conv(&mut rng, ch, mid, cfg.kernel, d, true, s),
                         input_mixer: conv(&mut rng, 1, mid, 1, 1, false, s),
-                        one_by_one: conv(&mut rng, ch, ch, 1, 1, true, s),
+                        activation: cfg.activation,
+                        gating: if cfg.gated {
+                            Gating::Gated(Activation::Sigmoid)
+                        } else {
+                            Gating::None
+                        },
+                        one_by_one: Some(conv(&mut rng, ch, ch, 1, 1, true, s)),
+                        head1x1: None,
                     })
                     .collect(),
                 head_rechannel: conv(&mut rng, ch, head, 1, 1, cfg.head_bias, s),
@@ -240,15 +244,15 @@ fn wide_net() -> WaveNet {
         condition_size: 1,
         head_size: head,
         channels: ch,
-        kernel_size: 3,
-        activation: Activation::Tanh,
-        gated: false,
         rechannel: conv(rng, input, ch, 1, 1, false, 1.0),
         layers: (0..6)
             .map(|i| WaveNetLayer {
                 conv: conv(rng, ch, ch, 3, 1 << i, true, 1.0 / (3.0 * ch as f64).sqrt()),
                 input_mixer: conv(rng, 1, ch, 1, 1, false, 1.0),
-                one_by_one: conv(rng, ch, ch, 1, 1, true, 1.0 / (ch as f64).sqrt()),
+                activation: Activation::Tanh,
+                gating: Gating::None,
+                one_by_one: Some(conv(rng, ch, ch, 1, 1, true, 1.0 / (ch as f64).sqrt())),
+                head1x1: None,
             })
             .collect(),
         head_rechannel: conv(rng, ch, head, 1, 1, true, 1.0 / (ch as f64).sqrt()),
@@ -327,4 +331,35 @@ fn wavenet_train_tape_reuse_and_accumulation() {
     for (a, b) in g3.iter().zip(&g) {
         assert!((a - 2.0 * b).abs() <= 1e-13 * norm);
     }
+}
+
+/// The A2 features a trainer-made file uses (per-layer kernels 6/15/2, irregular dilations,
+/// LeakyReLU with its slope, a convolutional head of kernel 16, layer1x1), on the synthetic
+/// A2-like model exported by neural-amp-modeler 0.13 (tests/data/nam07): gradient against
+/// central differences, and the training forward pass against the processor.
+#[test]
+fn a2_features_gradient_matches_finite_differences() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/nam07/a2_like/a2_like.nam"
+    );
+    let m = dealias::load_model(std::path::Path::new(path)).unwrap();
+    let Network::WaveNet(wn) = &m.network else {
+        panic!("a WaveNet")
+    };
+    assert_eq!(wn.layer_arrays[0].head_rechannel.kernel_size, 16);
+    let err = gradient_check(wn, 24, 11);
+    println!("A2 features: max group rel. error {err:.1e}");
+    assert!(err < 1e-6, "A2 features: {err:e}");
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let x = signal(&mut rng, 900, 0.8);
+    let batch = m.network.process_batch(std::slice::from_ref(&x));
+    let one = m.network.process::<f64>(&x);
+    let d = batch[0]
+        .iter()
+        .zip(&one)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let peak = one.iter().fold(0.0f64, |p, v| p.max(v.abs()));
+    assert!(d <= 1e-12 * peak, "training forward vs processor: {d:e}");
 }

@@ -55,6 +55,8 @@ pub struct Args {
     /// Knob values of both models (conditioned models).
     #[command(flatten)]
     pub knobs: super::KnobArgs,
+    #[command(flatten)]
+    pub slim: super::SlimArgs,
     /// Evaluation convention: `spec` or `paper` (Table 1 as printed, with its -R and 2x
     /// oversampled columns; see `dealias measure --help`).
     #[arg(long, value_enum, default_value_t = ConventionArg::Spec)]
@@ -114,13 +116,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.audio.len()
         );
     }
-    let (mut teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
-    let (mut student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
-    super::apply_knobs(&mut teacher, &args.knobs.knobs, &args.teacher)?;
-    super::apply_knobs(&mut student, &args.knobs.knobs, &args.student)?;
+    let (teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
+    let (student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
     if fs != fs_s {
         bail!("the teacher runs at {fs} Hz but the student at {fs_s} Hz");
     }
+    // Containers: submodel by submodel (the same index in both files).
+    let choose = |m: &crate::ModelFile, p: &std::path::Path| -> anyhow::Result<_> {
+        if m.is_container() || args.slim.is_chosen() {
+            super::chosen_submodels(m, &args.slim, p)
+        } else {
+            Ok(vec![(None, m.clone())])
+        }
+    };
+    let ts = choose(&teacher, &args.teacher)?;
+    let ss = choose(&student, &args.student)?;
+    if ts.len() != ss.len() {
+        bail!(
+            "the teacher has {} submodel(s) but the student {}; choose one with --submodel or --slim",
+            ts.len(),
+            ss.len()
+        );
+    }
+    let mut summaries = Vec::new();
+    let several = ts.len() > 1;
+    for ((label, mut teacher), (_, mut student)) in ts.into_iter().zip(ss) {
+        if let (Some(l), false) = (&label, args.json) {
+            println!("{l}");
+        }
+        super::apply_knobs(&mut teacher, &args.knobs.knobs, &args.teacher)?;
+        super::apply_knobs(&mut student, &args.knobs.knobs, &args.student)?;
+        if let Some(mut v) = compare_one(&args, &teacher, &student, fs)? {
+            if several {
+                v["submodel"] = teacher.active.into();
+            }
+            summaries.push(v);
+        }
+    }
+    match summaries.len() {
+        0 => {}
+        1 if !several => println!("{}", serde_json::to_string_pretty(&summaries[0])?),
+        _ => println!("{}", serde_json::to_string_pretty(&summaries)?),
+    }
+    Ok(())
+}
+
+/// `compare` of one teacher/student pair; with `--json` the summary is returned instead of
+/// printed.
+fn compare_one(
+    args: &Args,
+    teacher: &crate::ModelFile,
+    student: &crate::ModelFile,
+    fs: f64,
+) -> anyhow::Result<Option<Value>> {
     let convention = Convention::from(args.convention);
     let paper = convention == Convention::Paper;
     if paper && args.oversample != 1 {
@@ -217,16 +265,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         v["teacher"] = json!(args.teacher.display().to_string());
         v["student"] = json!(args.student.display().to_string());
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            println!(
-                "teacher {} / student {} at {fs} Hz",
-                args.teacher.display(),
-                args.student.display()
-            );
-            print!("{}", t.text());
+            return Ok(Some(v));
         }
-        return Ok(());
+        println!(
+            "teacher {} / student {} at {fs} Hz",
+            args.teacher.display(),
+            args.student.display()
+        );
+        print!("{}", t.text());
+        return Ok(None);
     }
     let teacher_row = row_json("teacher", &rt, at);
     let student_row = row_json("student", &rs, as_);
@@ -260,8 +307,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "nmr_s": aggregate_json(&rs.nmr_s),
             }),
         );
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return Ok(Some(v));
     }
 
     println!(
@@ -326,5 +372,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     print_row("ESR-S", rs.esr_s.mean_linear_db, rs.esr_s.mean_db);
     print_row("NMR-S", rs.nmr_s.mean_linear_db, rs.nmr_s.mean_db);
-    Ok(())
+    Ok(None)
 }

@@ -58,6 +58,8 @@ pub struct Args {
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub slim: super::SlimArgs,
     /// Stop after this many optimiser steps.
     #[arg(long)]
     pub steps: Option<u64>,
@@ -358,6 +360,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (model, fs) = super::load_with_rate(&args.model, args.sample_rate)?;
+    if let Some(l) = model.licence() {
+        if crate::formats::forbids_derivatives(&l) {
+            eprintln!(
+                "warning: {} is licensed \"{l}\", which forbids derivative works; a fine-tuned \
+                 student is one (the licence is carried into it unchanged)",
+                args.model.display()
+            );
+        }
+    }
+    let stated = |k: &str| {
+        model.document.pointer(&format!("/metadata/{k}")).is_some()
+            || model
+                .document
+                .pointer("/config/submodels")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|s| s.pointer(&format!("/model/metadata/{k}")).is_some())
+                })
+    };
+    if stated("loudness") || stated("gain") {
+        eprintln!(
+            "warning: {}: metadata.loudness and metadata.gain are carried into the student \
+             unchanged, not recomputed for it (the plugin's Normalize uses loudness)",
+            args.model.display()
+        );
+    }
+    // A container: one submodel per run, written back into the container.
+    let model = match super::chosen_submodel(&model, &args.slim, &args.model)? {
+        Some(i) => model.select_submodel(i)?,
+        None if model.is_container() => bail!(
+            "{} is a container of {} submodels; choose the one to fine-tune with --submodel N or \
+             --slim VALUE (the others are written back unchanged; fine-tuning every submodel in \
+             one run is not supported yet)",
+            args.model.display(),
+            model.submodels.len()
+        ),
+        None => model,
+    };
     let threads = args
         .threads
         .unwrap_or_else(rayon::current_num_threads)

@@ -52,7 +52,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(e) = d["test_vector_error"].as_f64() {
         println!("test vectors:    reproduced to {e:.1e} of their peak (bare network, knobs at 0)");
     }
-    println!("settings:");
+    if let Some(subs) = d["submodels"].as_array() {
+        println!("submodels (the plugin's slider picks one; the default is marked *):");
+        for sm in subs {
+            println!(
+                "  [{}]{} max_value {}: slider {} to {}, {} parameters, receptive field {} samples",
+                sm["index"],
+                if sm["default"] == true { "*" } else { " " },
+                sm["max_value"],
+                sm["slider_range"][0],
+                sm["slider_range"][1],
+                sm["parameters"],
+                sm["receptive_field"],
+            );
+        }
+        println!("settings of the default submodel:");
+    } else {
+        println!("settings:");
+    }
     print_value(&d["settings"], 2);
     if !d["metadata"].is_null() {
         println!("metadata:");
@@ -95,21 +112,104 @@ fn print_value(v: &Value, indent: usize) {
 pub fn describe(model: &ModelFile) -> Value {
     let doc = &model.document;
     let net = &model.network;
-    let settings = match net {
+    let settings = network_settings(net);
+    let (receptive_field, state_size) = extent(net);
+    let metadata = match model.format {
+        Format::Nam => doc.get("metadata").cloned(),
+        Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
+        Format::AidaX => {
+            let mut md = doc.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let (Some(d), Some(o)) = (doc.get("dealias"), md.as_object_mut()) {
+                o.insert("dealias".into(), d.clone());
+            }
+            Some(md)
+        }
+    };
+    let nets = model.submodel_networks();
+    let submodels = model.is_container().then(|| {
+        let mut low = 0.0;
+        model
+            .submodels
+            .iter()
+            .zip(&nets)
+            .enumerate()
+            .map(|(i, (s, n))| {
+                let (rf, _) = extent(n);
+                let d = json!({
+                    "index": i,
+                    "max_value": s.max_value,
+                    "slider_range": [low, s.max_value],
+                    "default": i == model.active,
+                    "architecture": n.kind(),
+                    "parameters": n.num_params(),
+                    "receptive_field": rf,
+                    "settings": network_settings(n),
+                });
+                low = s.max_value;
+                d
+            })
+            .collect::<Vec<_>>()
+    });
+    json!({
+        "path": model.path.as_ref().map(|p| p.display().to_string()),
+        "format": model.format.name(),
+        "version": doc.get("version"),
+        "architecture": if model.is_container() {
+            format!("SlimmableContainer of {} {} submodels", nets.len(), net.kind())
+        } else {
+            net.kind().to_string()
+        },
+        "parameters": nets.iter().map(|n| n.num_params()).sum::<usize>(),
+        "sample_rate": model.sample_rate,
+        "receptive_field": receptive_field,
+        "state_size": state_size,
+        "settings": settings,
+        "submodels": submodels,
+        "metadata": metadata,
+        "notices": model.notices,
+    })
+}
+
+/// Receptive field (convolutional networks) or state size (recurrent ones).
+fn extent(net: &Network) -> (Option<usize>, Option<usize>) {
+    match net {
+        Network::Rnn(r) => {
+            let per = if r.cell == Cell::Lstm { 2 } else { 1 };
+            (
+                None,
+                Some(r.layers.iter().map(|l| per * l.hidden_size).sum::<usize>()),
+            )
+        }
+        _ => (Some(net.receptive_field()), None),
+    }
+}
+
+/// The settings of a network, by architecture.
+fn network_settings(net: &Network) -> Value {
+    match net {
         Network::WaveNet(w) => json!({
-            "layer_arrays": w.layer_arrays.iter().map(|a| json!({
-                "input_size": a.input_size,
-                "channels": a.channels,
-                "head_size": a.head_size,
-                "kernel_size": a.kernel_size,
-                "dilations": a.dilations(),
-                "activation": a.activation.name(),
-                "gated": a.gated,
-                "head_bias": a.head_rechannel.bias.is_some(),
-            })).collect::<Vec<_>>(),
+            "layer_arrays": w.layer_arrays.iter().map(|a| {
+                let first = &a.layers[0];
+                json!({
+                    "input_size": a.input_size,
+                    "channels": a.channels,
+                    "bottleneck": first.bottleneck(),
+                    "head_size": a.head_size,
+                    "kernel_sizes": a.kernel_sizes(),
+                    "dilations": a.dilations(),
+                    "activations": a.layers.iter().map(|l| l.activation.name()).collect::<Vec<_>>(),
+                    "gating_modes": a.layers.iter().map(|l| l.gating.name()).collect::<Vec<_>>(),
+                    "layer1x1": first.one_by_one.is_some(),
+                    "head1x1": first.head1x1.as_ref().map(|h| h.out_channels),
+                    "groups_input": first.conv.groups,
+                    "head_kernel_size": a.head_rechannel.kernel_size,
+                    "head_bias": a.head_rechannel.bias.is_some(),
+                })
+            }).collect::<Vec<_>>(),
             "post_head": w.head.as_ref().map(|h| json!({
                 "activation": h.activation.name(),
                 "layers": h.layers.len(),
+                "kernel_sizes": h.layers.iter().map(|c| c.kernel_size).collect::<Vec<_>>(),
             })),
             "head_scale": w.head_scale[0],
         }),
@@ -127,39 +227,5 @@ pub fn describe(model: &ModelFile) -> Value {
             "taps": l.weights.len(),
             "bias": l.bias.is_some(),
         }),
-    };
-    let (receptive_field, state_size) = match net {
-        Network::Rnn(r) => {
-            let per = if r.cell == Cell::Lstm { 2 } else { 1 };
-            (
-                None,
-                Some(r.layers.iter().map(|l| per * l.hidden_size).sum::<usize>()),
-            )
-        }
-        _ => (Some(net.receptive_field()), None),
-    };
-    let metadata = match model.format {
-        Format::Nam => doc.get("metadata").cloned(),
-        Format::GuitarMl => doc.get("dealias").map(|d| json!({ "dealias": d })),
-        Format::AidaX => {
-            let mut md = doc.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            if let (Some(d), Some(o)) = (doc.get("dealias"), md.as_object_mut()) {
-                o.insert("dealias".into(), d.clone());
-            }
-            Some(md)
-        }
-    };
-    json!({
-        "path": model.path.as_ref().map(|p| p.display().to_string()),
-        "format": model.format.name(),
-        "version": doc.get("version"),
-        "architecture": net.kind(),
-        "parameters": net.num_params(),
-        "sample_rate": model.sample_rate,
-        "receptive_field": receptive_field,
-        "state_size": state_size,
-        "settings": settings,
-        "metadata": metadata,
-        "notices": model.notices,
-    })
+    }
 }

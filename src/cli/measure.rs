@@ -39,6 +39,8 @@ pub struct Args {
     pub level: Vec<f64>,
     #[command(flatten)]
     pub knobs: super::KnobArgs,
+    #[command(flatten)]
+    pub slim: super::SlimArgs,
     /// Knob-conditioned models: measure at every setting of a grid of N values per knob,
     /// evenly over 0..1 (one row per setting; with --out, one subdirectory per setting).
     #[arg(long, value_name = "N", conflicts_with = "knobs")]
@@ -116,34 +118,75 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(dir) => Some(claim_outputs(dir, &[&args.model])?),
         None => None,
     };
-    let (mut model, fs) = super::load_with_rate(&args.model, args.rate)?;
+    let (model, fs) = super::load_with_rate(&args.model, args.rate)?;
     check_memory(fs, opts, 1)?;
-    if let Some(points) = args.knob_grid {
-        return measure_grid(&args, &mut model, fs, opts, &tones, points);
+    // A container without a chosen submodel: every submodel in turn.
+    let models = super::chosen_submodels(&model, &args.slim, &args.model)?;
+    let mut summaries = Vec::new();
+    for (label, mut model) in models {
+        if let Some(l) = &label {
+            if !args.json {
+                println!("{l}");
+            }
+        }
+        let out = match (&args.out, &label) {
+            (Some(dir), Some(_)) => Some(dir.join(format!("submodel_{}", model.active))),
+            (dir, _) => dir.clone(),
+        };
+        if let Some(points) = args.knob_grid {
+            measure_grid(&args, &mut model, fs, opts, &tones, points)?;
+            continue;
+        }
+        if let Some(mut v) = measure_one(&args, &mut model, fs, opts, &tones, convention, out)? {
+            if label.is_some() {
+                v["submodel"] = model.active.into();
+                v["max_value"] = model.submodels[model.active].max_value.into();
+            }
+            summaries.push(v);
+        }
     }
-    super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;
+    match summaries.len() {
+        0 => {}
+        1 if !model.is_container() || args.slim.is_chosen() => {
+            println!("{}", serde_json::to_string_pretty(&summaries[0])?)
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&summaries)?),
+    }
+    Ok(())
+}
+
+/// `measure` of one network; with `--json` the summary is returned instead of printed.
+fn measure_one(
+    args: &Args,
+    model: &mut ModelFile,
+    fs: f64,
+    opts: RunOptions,
+    tones: &[crate::dsp::tones::EvalTone],
+    convention: Convention,
+    out: Option<PathBuf>,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    super::apply_knobs(model, &args.knobs.knobs, &args.model)?;
     let paper = convention == Convention::Paper;
     let pb = progress_bar(tones.len() * if paper { 2 } else { 1 }, "sine set");
     let t0 = Instant::now();
     let progress = |k: usize| pb.set_position(k as u64);
     let (report, table) = if paper {
-        let (t, r) = measure_table1(&model.network, fs, convention, &tones, true, &progress)?;
+        let (t, r) = measure_table1(&model.network, fs, convention, tones, true, &progress)?;
         (r, Some(t))
     } else {
-        let r = measure_tones(&model.network, fs, opts, None, &tones, &progress)?;
+        let r = measure_tones(&model.network, fs, opts, None, tones, &progress)?;
         (r, None)
     };
     pb.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
     let name = args.model.display().to_string();
     let summary = measure_json(&report, &name, convention, table.as_ref());
-    if let Some(dir) = &args.out {
-        write_outputs(dir, &model, fs, opts, &report, &summary)
+    if let Some(dir) = &out {
+        write_outputs(dir, model, fs, opts, &report, &summary)
             .with_context(|| format!("writing to {}", dir.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-        return Ok(());
+        return Ok(Some(summary));
     }
     println!(
         "{name}: {} at {fs} Hz{}, {} tones (MIDI 21-108, zero phase, 1.2 s), {elapsed:.1} s",
@@ -157,7 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     if let Some(t) = &table {
         print!("{}", t.text());
-        return Ok(());
+        return Ok(None);
     }
     println!("  convention {}", convention.description());
     println!("  metric   mean of linear      mean of dB   (dB, w.r.t. the alias-free output)");
@@ -173,13 +216,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         audible.len(),
         report.tones.len()
     );
-    if let Some(dir) = &args.out {
+    if let Some(dir) = &out {
         println!(
             "  wrote tones.csv, summary.json and figures to {}",
             dir.display()
         );
     }
-    Ok(())
+    Ok(None)
 }
 
 /// `measure --knob-grid N`: the sine-set metrics at every knob setting of the grid.
@@ -301,6 +344,8 @@ fn write_outputs(
     report: &SineSetReport,
     summary: &serde_json::Value,
 ) -> anyhow::Result<()> {
+    // One subdirectory per submodel of a container.
+    std::fs::create_dir_all(dir)?;
     crate::io::write_atomic(&dir.join("tones.csv"), tones_csv(report).as_bytes())?;
     crate::io::write_atomic(
         &dir.join("summary.json"),

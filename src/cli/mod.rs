@@ -71,6 +71,83 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Choice of a submodel of a container file (NAM `SlimmableContainer`).
+#[derive(Debug, Default, clap::Args)]
+pub struct SlimArgs {
+    /// Container files: the plugin's size slider value; the submodel NeuralAmpModelerCore
+    /// runs at that value is used (the first whose max_value is above it, else the last).
+    /// Default: every submodel for measure/compare/finetune; the plugin's default, the last
+    /// (full-size) submodel, for process.
+    #[arg(
+        long,
+        value_name = "VALUE",
+        conflicts_with = "submodel",
+        allow_hyphen_values = true
+    )]
+    pub slim: Option<f64>,
+    /// Container files: the submodel to use, by index (see `dealias inspect`).
+    #[arg(long, value_name = "N")]
+    pub submodel: Option<usize>,
+}
+
+impl SlimArgs {
+    /// Whether a submodel was chosen.
+    pub fn is_chosen(&self) -> bool {
+        self.slim.is_some() || self.submodel.is_some()
+    }
+}
+
+/// The submodel `args` choose (`None`: none chosen); an error for a file that is not a
+/// container.
+pub(crate) fn chosen_submodel(
+    model: &crate::ModelFile,
+    args: &SlimArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<Option<usize>> {
+    if !args.is_chosen() {
+        return Ok(None);
+    }
+    if !model.is_container() {
+        anyhow::bail!(
+            "--slim/--submodel: {} is not a container of submodels",
+            path.display()
+        );
+    }
+    if let Some(v) = args.slim {
+        check::in_range("--slim", v, -1e12, 1e12, "")?;
+    }
+    let i = args
+        .submodel
+        .unwrap_or_else(|| model.slim_index(args.slim.unwrap_or(1.0)));
+    model.select_submodel(i)?;
+    Ok(Some(i))
+}
+
+/// The models a per-submodel command runs on: the chosen submodel, every submodel of a
+/// container when none is chosen (labelled), or the file's network.
+pub(crate) fn chosen_submodels(
+    model: &crate::ModelFile,
+    args: &SlimArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<(Option<String>, crate::ModelFile)>> {
+    if let Some(i) = chosen_submodel(model, args, path)? {
+        return Ok(vec![(None, model.select_submodel(i)?)]);
+    }
+    if !model.is_container() {
+        return Ok(vec![(None, model.clone())]);
+    }
+    (0..model.submodels.len())
+        .map(|i| {
+            let label = format!(
+                "submodel {i} (max_value {}, {} parameters):",
+                model.submodels[i].max_value,
+                model.submodels[i].network.num_params()
+            );
+            Ok((Some(label), model.select_submodel(i)?))
+        })
+        .collect()
+}
+
 /// Loads a model and decides the sample rate to run it at: the rate the file states, else
 /// `override_rate`, else the default of its format's plugins (GuitarML 44.1 kHz, NAM and AIDA-X 48 kHz),
 /// with a notice whenever the rate was not stated. An override that contradicts the file's

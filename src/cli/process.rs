@@ -29,6 +29,8 @@ pub struct Args {
     pub channel: Option<usize>,
     #[command(flatten)]
     pub knobs: super::KnobArgs,
+    #[command(flatten)]
+    pub slim: super::SlimArgs,
 }
 
 /// Runs `dealias process`.
@@ -41,6 +43,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut model = crate::load_model(&args.model)?;
     for n in &model.notices {
         super::notice(n);
+    }
+    if let Some(i) = super::chosen_submodel(&model, &args.slim, &args.model)? {
+        model = model.select_submodel(i)?;
+    }
+    if model.is_container() {
+        super::notice(&format!(
+            "running submodel {} of {} (max_value {})",
+            model.active,
+            model.submodels.len(),
+            model.submodels[model.active].max_value
+        ));
     }
     super::apply_knobs(&mut model, &args.knobs.knobs, &args.model)?;
     let audio = crate::audio::read_mono(&args.input, args.channel)?;

@@ -20,6 +20,10 @@ fn dilated(net: &Network, factor: usize) -> Network {
             for l in &mut a.layers {
                 l.conv.dilation *= factor;
             }
+            a.head_rechannel.dilation *= factor;
+        }
+        for c in w.head.iter_mut().flat_map(|h| &mut h.layers) {
+            c.dilation *= factor;
         }
     }
     out

@@ -28,7 +28,7 @@ use crate::{Error, Result};
 /// A supported model file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// Neural Amp Modeler `.nam` (JSON, versions 0.5.x and compatible newer files).
+    /// Neural Amp Modeler `.nam` (JSON, versions 0.5 to 0.7, `SlimmableContainer`s included).
     Nam,
     /// GuitarML / Automated-GuitarAmpModelling JSON (`model_data` + `state_dict`).
     GuitarMl,
@@ -75,6 +75,21 @@ pub struct ModelFile {
     pub pretty: bool,
     /// Things worth telling the user about the file (e.g. a `head_scale` disagreement).
     pub notices: Vec<String>,
+    /// For a container file (NAM `SlimmableContainer`): every submodel in the file's order.
+    /// The active one's network is `network` (its entry here keeps the weights it had when
+    /// another submodel was selected; [`ModelFile::submodel_networks`] gives the current ones).
+    pub submodels: Vec<Submodel>,
+    /// Index of the active submodel in `submodels` (0 for other files).
+    pub active: usize,
+}
+
+/// One submodel of a container file.
+#[derive(Clone, Debug)]
+pub struct Submodel {
+    /// NAM `max_value`: the plugin runs this submodel for slider values below it (and above
+    /// the previous submodel's).
+    pub max_value: f64,
+    pub network: Network,
 }
 
 impl ModelFile {
@@ -96,10 +111,97 @@ impl ModelFile {
         }
     }
 
+    /// Whether the file is a container of several submodels.
+    pub fn is_container(&self) -> bool {
+        !self.submodels.is_empty()
+    }
+
+    /// The submodel NeuralAmpModelerCore runs at slider value `value`
+    /// (`ContainerModel::SetSlimmableSize`): the first whose `max_value` is above `value`,
+    /// else the last. Its default, before any slider value, is the last (full-size) one.
+    pub fn slim_index(&self, value: f64) -> usize {
+        let n = self.submodels.len().max(1);
+        self.submodels
+            .iter()
+            .position(|s| value < s.max_value)
+            .unwrap_or(n - 1)
+    }
+
+    /// The networks of every submodel (the active one's from `network`); the network alone
+    /// for other files.
+    pub fn submodel_networks(&self) -> Vec<&Network> {
+        if self.submodels.is_empty() {
+            return vec![&self.network];
+        }
+        self.submodels
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if i == self.active {
+                    &self.network
+                } else {
+                    &s.network
+                }
+            })
+            .collect()
+    }
+
+    /// The same file with submodel `index` active (its network in `network`).
+    pub fn select_submodel(&self, index: usize) -> Result<ModelFile> {
+        if index >= self.submodels.len().max(1) {
+            return Err(Error::InvalidArgument(format!(
+                "submodel {index} does not exist: the file has {} (0..{})",
+                self.submodels.len().max(1),
+                self.submodels.len().max(1) - 1
+            )));
+        }
+        let mut out = self.clone();
+        if self.submodels.is_empty() {
+            return Ok(out);
+        }
+        out.submodels[self.active].network = self.network.clone();
+        out.network = out.submodels[index].network.clone();
+        out.active = index;
+        Ok(out)
+    }
+
+    /// The licence the file states (`license` or `licence` in its metadata or, for a
+    /// container, in a submodel's), as written; saving carries it through unchanged.
+    pub fn licence(&self) -> Option<String> {
+        let from = |md: Option<&Value>| {
+            let md = md?.as_object()?;
+            md.iter()
+                .find(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    k == "license" || k == "licence"
+                })
+                .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        };
+        let subs = self
+            .document
+            .pointer("/config/submodels")
+            .and_then(Value::as_array);
+        from(self.document.get("metadata")).or_else(|| {
+            subs.into_iter()
+                .flatten()
+                .find_map(|s| from(s.pointer("/model/metadata")))
+        })
+    }
+
     /// Runs the network over `input` from its initial state (see [`Network::process`]).
     pub fn process<T: crate::Real>(&self, input: &[T]) -> Vec<T> {
         self.network.process(input)
     }
+}
+
+/// Whether a licence text forbids derivative works: a Creative Commons "ND" element
+/// (`CC BY-NC-ND 4.0`, ...) or the words "no derivatives".
+pub fn forbids_derivatives(licence: &str) -> bool {
+    let lower = licence.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|t| t == "nd")
+        || lower.replace([' ', '-', '_'], "").contains("noderiv")
 }
 
 /// Largest model file read: real models are at most tens of MB, and parsing JSON takes several
@@ -168,35 +270,45 @@ pub fn parse_model(document: Value, path: Option<&Path>, pretty: bool) -> Result
              RTNeural file (\"in_shape\", \"layers\")",
         )
     })?;
-    let (network, sample_rate, notices) =
-        parse_network(format, &document).map_err(|m| file_error(path, m))?;
+    let p = parse_network(format, &document).map_err(|m| file_error(path, m))?;
+    let active = p.submodels.len().saturating_sub(1);
     Ok(ModelFile {
-        network,
-        sample_rate,
+        network: p.network,
+        sample_rate: p.sample_rate,
         format,
         document,
         path: path.map(Path::to_path_buf),
         pretty,
-        notices,
+        notices: p.notices,
+        submodels: p
+            .submodels
+            .into_iter()
+            .map(|(max_value, network)| Submodel { max_value, network })
+            .collect(),
+        active,
     })
 }
 
-fn parse_network(
-    format: Format,
-    document: &Value,
-) -> std::result::Result<(Network, Option<f64>, Vec<String>), String> {
+fn parse_network(format: Format, document: &Value) -> std::result::Result<nam::Parsed, String> {
     match format {
-        Format::Nam => {
-            let p = nam::parse(document)?;
-            Ok((p.network, p.sample_rate, p.notices))
-        }
+        Format::Nam => nam::parse(document),
         Format::GuitarMl => {
             let p = guitarml::parse(document)?;
-            Ok((p.network, p.sample_rate, Vec::new()))
+            Ok(nam::Parsed {
+                network: p.network,
+                sample_rate: p.sample_rate,
+                notices: Vec::new(),
+                submodels: Vec::new(),
+            })
         }
         Format::AidaX => {
             let p = aidax::parse(document)?;
-            Ok((p.network, p.sample_rate, p.notices))
+            Ok(nam::Parsed {
+                network: p.network,
+                sample_rate: p.sample_rate,
+                notices: p.notices,
+                submodels: Vec::new(),
+            })
         }
     }
 }
@@ -248,10 +360,17 @@ pub fn model_bytes(model: &ModelFile, note: Option<Value>) -> Result<Vec<u8>> {
 pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
     let src = model;
     let err = |m: String| file_error(src.path.as_deref(), m);
-    model.network.check_finite()?;
-    let (original, original_rate, _) = parse_network(src.format, &src.document).map_err(err)?;
+    let nets = model.submodel_networks();
+    for n in &nets {
+        n.check_finite()?;
+    }
+    let parsed = parse_network(src.format, &src.document).map_err(err)?;
+    let (original, original_rate) = (parsed.network, parsed.sample_rate);
     let mut doc = src.document.clone();
     let changed = match src.format {
+        Format::Nam if !parsed.submodels.is_empty() => {
+            nam::write_container(&nets, &parsed.submodels, &mut doc)
+        }
         Format::Nam => nam::write(&model.network, &original, &mut doc),
         Format::GuitarMl => guitarml::write(&model.network, &original, &mut doc),
         Format::AidaX => aidax::write(&model.network, &original, &mut doc),
@@ -292,7 +411,7 @@ pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
     record.insert("changed_values".into(), Value::from(changed));
     record.insert(
         "total_values".into(),
-        Value::from(model.network.num_params()),
+        Value::from(nets.iter().map(|n| n.num_params()).sum::<usize>()),
     );
     if rate_changed {
         record.insert("sample_rate_changed".into(), Value::Bool(true));

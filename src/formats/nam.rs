@@ -18,16 +18,20 @@
 //! We follow the Python package (it is the reference implementation), and report a
 //! disagreement as a notice.
 //!
-//! Newer files (0.6, 0.7) add per-layer-array settings (`bottleneck`, `gating_mode`,
-//! `kernel_sizes`, `head1x1`, `layer1x1`, FiLM, grouped convolutions, ...). They load when every
-//! such setting has its 0.5-equivalent value; otherwise the error names the setting.
+//! Newer files (0.6, 0.7, neural-amp-modeler 0.13) add per-layer settings: `kernel_sizes`,
+//! per-layer activations (names or `{"type", parameters}` objects), `gating_mode` (none /
+//! gated / blended) with `secondary_activation`, a layer `head` {out_channels, kernel_size,
+//! bias}, `bottleneck`, `layer1x1` and `head1x1` {active, groups, out_channels},
+//! `groups_input` / `groups_input_mixin`, and a post-head with `kernel_sizes`. Their weights
+//! follow the same order, with `layer1x1` and `head1x1` (when active) after the input mixer.
+//! Active FiLM slots and `condition_dsp` are refused by name.
 
 use serde_json::{Map, Value};
 
 use super::json::{self, boolean, field, number, numbers, object, size, MAX_DILATION, MAX_SIZE};
 use crate::models::{
-    Activation, Cell, Conv1d, Linear, Network, Rnn, RnnLayer, WaveNet, WaveNetHead, WaveNetLayer,
-    WaveNetLayerArray,
+    Activation, Cell, Conv1d, Gating, Linear, Network, Rnn, RnnLayer, WaveNet, WaveNetHead,
+    WaveNetLayer, WaveNetLayerArray,
 };
 
 /// What a `.nam` document describes.
@@ -35,7 +39,13 @@ pub(crate) struct Parsed {
     pub network: Network,
     pub sample_rate: Option<f64>,
     pub notices: Vec<String>,
+    /// A `SlimmableContainer`'s submodels (`max_value`, network), in the file's order;
+    /// `network` is then the last one (the full-size model, the plugin's default).
+    pub submodels: Vec<(f64, Network)>,
 }
+
+/// Most submodels accepted in a container.
+const MAX_SUBMODELS: usize = 64;
 
 /// Largest total convolution history (frames × channels, summed over layers) accepted, so
 /// that absurd dilations cannot make the streaming buffers explode.
@@ -67,23 +77,17 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
     })?;
     // The architecture is judged before anything else, so that a file of another kind is
     // named as such rather than reported as missing NAM keys.
+    if arch == "SlimmableContainer" {
+        return parse_container(top, notices);
+    }
     if !["WaveNet", "LSTM", "Linear"].contains(&arch) {
         return Err(format!(
-            "unsupported architecture \"{arch}\" (supported: WaveNet, LSTM, Linear)"
+            "unsupported architecture \"{arch}\" (supported: WaveNet, LSTM, Linear, SlimmableContainer)"
         ));
     }
     let config = object(field(top, "config", "the file")?, "\"config\"")?;
     let weights = numbers(field(top, "weights", "the file")?, "weights")?;
-    let sample_rate = match top.get("sample_rate") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let sr = number(v, "sample_rate")?;
-            if !(1.0..=1e7).contains(&sr) {
-                return Err(format!("sample_rate {sr} is not a plausible rate"));
-            }
-            Some(sr)
-        }
-    };
+    let sample_rate = sample_rate_of(top)?;
     let network = match arch {
         "WaveNet" => Network::WaveNet(parse_wavenet(config, &weights, &mut notices)?),
         "LSTM" => Network::Rnn(parse_lstm(config, &weights)?),
@@ -94,7 +98,138 @@ pub(crate) fn parse(doc: &Value) -> Result<Parsed, String> {
         network,
         sample_rate,
         notices,
+        submodels: Vec::new(),
     })
+}
+
+/// A file's `sample_rate` (absent or null: none).
+fn sample_rate_of(top: &Map<String, Value>) -> Result<Option<f64>, String> {
+    match top.get("sample_rate") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let sr = number(v, "sample_rate")?;
+            if !(1.0..=1e7).contains(&sr) {
+                return Err(format!("sample_rate {sr} is not a plausible rate"));
+            }
+            Ok(Some(sr))
+        }
+    }
+}
+
+/// A NAM `SlimmableContainer` (neural-amp-modeler 0.13's A2 export): `config.submodels` is a
+/// list of `{max_value, model}` with `model` a complete `.nam` document; the top-level
+/// `weights` is empty. NeuralAmpModelerCore requires ascending `max_value`s with the last at
+/// least 1, and equal sample rates.
+fn parse_container(top: &Map<String, Value>, mut notices: Vec<String>) -> Result<Parsed, String> {
+    let what = "SlimmableContainer";
+    let config = object(field(top, "config", what)?, "SlimmableContainer config")?;
+    only_keys(config, &["submodels"], "SlimmableContainer config")?;
+    if let Some(w) = top.get("weights") {
+        if w.as_array().is_none_or(|a| !a.is_empty()) {
+            return Err("SlimmableContainer: the top-level weights must be empty".into());
+        }
+    }
+    let entries = field(config, "submodels", what)?
+        .as_array()
+        .ok_or("SlimmableContainer: \"submodels\" must be an array")?;
+    if entries.is_empty() || entries.len() > MAX_SUBMODELS {
+        return Err(format!(
+            "SlimmableContainer: {} submodels (expected 1..={MAX_SUBMODELS})",
+            entries.len()
+        ));
+    }
+    let sample_rate = sample_rate_of(top)?;
+    let mut submodels = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let sw = format!("submodel {i}");
+        let o = object(e, &sw)?;
+        only_keys(o, &["max_value", "model"], &sw)?;
+        let max_value = number(field(o, "max_value", &sw)?, &format!("{sw} max_value"))?;
+        if let Some((prev, _)) = submodels.last() {
+            if max_value <= *prev {
+                return Err(format!(
+                    "{sw}: max_value {max_value} not above the previous {prev} (submodels must be sorted by ascending max_value)"
+                ));
+            }
+        }
+        let model = field(o, "model", &sw)?;
+        if model.get("architecture").and_then(Value::as_str) == Some("SlimmableContainer") {
+            return Err(format!("{sw}: nested containers are not supported"));
+        }
+        let p = parse(model).map_err(|e| format!("{sw}: {e}"))?;
+        if let (Some(a), Some(b)) = (sample_rate, p.sample_rate) {
+            if a != b {
+                return Err(format!(
+                    "{sw}: sample rate {b} differs from the container's {a}"
+                ));
+            }
+        }
+        notices.extend(p.notices.into_iter().map(|n| format!("{sw}: {n}")));
+        submodels.push((max_value, p.network));
+    }
+    let last = submodels.last().map_or(0.0, |s| s.0);
+    if last < 1.0 {
+        return Err(format!(
+            "SlimmableContainer: the last submodel's max_value is {last}, below 1"
+        ));
+    }
+    let rates: Vec<f64> = entries
+        .iter()
+        .filter_map(|e| e.get("model").and_then(Value::as_object))
+        .filter_map(|m| sample_rate_of(m).ok().flatten())
+        .collect();
+    if rates.windows(2).any(|w| w[0] != w[1]) {
+        return Err("SlimmableContainer: the submodels' sample rates differ".into());
+    }
+    Ok(Parsed {
+        network: submodels.last().expect("at least one").1.clone(),
+        sample_rate: sample_rate.or(rates.first().copied()),
+        notices,
+        submodels,
+    })
+}
+
+/// Writes the networks of a container's submodels into `doc` (a `SlimmableContainer`
+/// document that `original` was parsed from), replacing only weights: each submodel's `config`
+/// stays byte-identical (hosts pick engines by its exact shape), so a changed `head_scale` is
+/// folded into the last head rechannel (the output is linear in it) and the config's
+/// `head_scale` and trailing weight keep their values. Returns how many values changed.
+pub(crate) fn write_container(
+    nets: &[&Network],
+    original: &[(f64, Network)],
+    doc: &mut Value,
+) -> Result<usize, String> {
+    if nets.len() != original.len() {
+        return Err("the container's submodels differ in number".into());
+    }
+    let entries = doc
+        .pointer_mut("/config/submodels")
+        .and_then(Value::as_array_mut)
+        .ok_or("the document has no submodels")?;
+    let mut changed = 0;
+    for (i, ((net, (_, orig)), entry)) in nets.iter().zip(original).zip(entries).enumerate() {
+        let mut net = (*net).clone();
+        if let (Network::WaveNet(w), Network::WaveNet(o)) = (&mut net, orig) {
+            let (new, old) = (w.head_scale[0], o.head_scale[0]);
+            if new.to_bits() != old.to_bits() {
+                if w.head.is_some() || old == 0.0 {
+                    return Err(format!(
+                        "submodel {i}: head_scale changed and cannot be folded into the weights (post-head or zero scale); the config would change"
+                    ));
+                }
+                let r = new / old;
+                let hr = &mut w.layer_arrays.last_mut().expect("validated").head_rechannel;
+                hr.weight.iter_mut().for_each(|v| *v *= r);
+                hr.bias.iter_mut().flatten().for_each(|v| *v *= r);
+                w.head_scale[0] = old;
+            }
+        }
+        let model = entry
+            .get_mut("model")
+            .ok_or_else(|| format!("submodel {i} has no model"))?;
+        changed += write(&net, orig, model).map_err(|e| format!("submodel {i}: {e}"))?;
+    }
+    Ok(changed)
 }
 
 /// Rejects keys of `obj` outside `known`.
@@ -105,7 +240,8 @@ fn only_keys(obj: &Map<String, Value>, known: &[&str], what: &str) -> Result<(),
     }
 }
 
-/// Parses an activation given as a name or as `{"type": name, ...}` (newer files).
+/// Parses an activation given as a name or as `{"type": name, ...parameters}` (0.6/0.7
+/// files; `{"name": ...}` is the Python package's own spelling).
 fn activation(v: &Value, what: &str) -> Result<Activation, String> {
     let (name, obj) = match v {
         Value::String(s) => (s.as_str(), None),
@@ -123,128 +259,79 @@ fn activation(v: &Value, what: &str) -> Result<Activation, String> {
             ))
         }
     };
-    let mut act = Activation::from_name(name)
-        .ok_or_else(|| format!("{what}: unsupported activation \"{name}\""))?;
-    if let (Activation::LeakyReLU { slope }, Some(o)) = (&mut act, obj) {
-        if let Some(s) = o.get("negative_slope") {
-            *slope = number(s, &format!("{what}: negative_slope"))?;
-        }
-    }
-    Ok(act)
-}
-
-/// Checks that a newer-format setting has its 0.5-equivalent value.
-fn neutral_setting(
-    key: &str,
-    v: &Value,
-    what: &str,
-    channels: usize,
-    kernel: &mut Option<usize>,
-    gated: &mut Option<bool>,
-) -> Result<(), String> {
-    let unsupported = |feature: &str| {
-        Err(format!(
-            "{what}: unsupported feature {feature} (\"{key}\": {v})"
-        ))
+    let unsupported = || format!("{what}: unsupported activation \"{name}\"");
+    // torch's PReLU with one slope is a LeakyReLU.
+    let mut act = match name {
+        "PReLU" => Activation::LeakyReLU { slope: 0.25 },
+        _ => Activation::from_name(name).ok_or_else(unsupported)?,
     };
-    let inactive = |v: &Value| match v {
-        Value::Null | Value::Bool(false) => true,
-        Value::Object(o) => o.get("active").is_some_and(|a| a == &Value::Bool(false)),
-        _ => false,
+    let Some(o) = obj else { return Ok(act) };
+    let param = |k: &str| {
+        o.get(k)
+            .map(|x| number(x, &format!("{what}: {name} {k}")))
+            .transpose()
     };
-    match key {
-        "bottleneck" => {
-            if v.as_u64() != Some(channels as u64) {
-                return unsupported("bottleneck different from channels");
+    let known: &[&str] = match &mut act {
+        Activation::LeakyReLU { slope } => {
+            if let Some(s) = param("negative_slope")? {
+                *slope = s;
             }
-        }
-        "kernel_sizes" => {
-            let ks = v
-                .as_array()
-                .ok_or_else(|| format!("{what}: kernel_sizes must be an array"))?;
-            let first = ks.first().and_then(Value::as_u64);
-            if first.is_none() || ks.iter().any(|k| k.as_u64() != first) {
-                return unsupported("per-layer kernel sizes");
-            }
-            let k = size(&ks[0], &format!("{what}: kernel_sizes[0]"), 1, MAX_SIZE)?;
-            if kernel.is_some_and(|k0| k0 != k) {
-                return Err(format!("{what}: kernel_sizes disagree with kernel_size"));
-            }
-            *kernel = Some(k);
-        }
-        "gating_mode" | "gating_modes" => {
-            let modes: Vec<&Value> = match v {
-                Value::Array(a) => a.iter().collect(),
-                one => vec![one],
-            };
-            let mut g = None;
-            for m in modes {
-                let this = match m.as_str().map(str::to_ascii_lowercase).as_deref() {
-                    Some("none") => false,
-                    Some("gated") => true,
-                    _ => return unsupported("gating mode"),
-                };
-                if g.is_some_and(|g0| g0 != this) {
-                    return unsupported("per-layer gating modes");
+            if let Some(v) = o.get("negative_slopes") {
+                let slopes = numbers(v, &format!("{what}: {name} negative_slopes"))?;
+                match slopes.first() {
+                    Some(&f) if slopes.iter().all(|&x| x == f) => *slope = f,
+                    _ => {
+                        return Err(format!(
+                            "{what}: unsupported feature PReLU with per-channel slopes"
+                        ))
+                    }
                 }
-                g = Some(this);
             }
-            if let Some(g) = g {
-                if gated.is_some_and(|g0| g0 != g) {
-                    return Err(format!("{what}: gating_mode disagrees with gated"));
-                }
-                *gated = Some(g);
-            }
+            &["negative_slope", "negative_slopes", "num_parameters"]
         }
-        "secondary_activation" | "secondary_activations" => {
-            let all_sigmoid = match v {
-                Value::Null => true,
-                Value::Array(a) => a
-                    .iter()
-                    .all(|x| matches!(activation(x, what), Ok(Activation::Sigmoid)) || x.is_null()),
-                x => matches!(activation(x, what), Ok(Activation::Sigmoid)),
+        Activation::Hardtanh | Activation::LeakyHardtanh { .. } => {
+            let is_leaky = matches!(act, Activation::LeakyHardtanh { .. });
+            let (mut lo, mut hi, mut sl, mut sh) = match act {
+                Activation::LeakyHardtanh {
+                    min_val,
+                    max_val,
+                    min_slope,
+                    max_slope,
+                } => (min_val, max_val, min_slope, max_slope),
+                _ => (-1.0, 1.0, 0.0, 0.0),
             };
-            if !all_sigmoid {
-                return unsupported("secondary activation other than Sigmoid");
+            lo = param("min_val")?.unwrap_or(lo);
+            hi = param("max_val")?.unwrap_or(hi);
+            if is_leaky {
+                sl = param("min_slope")?.unwrap_or(sl);
+                sh = param("max_slope")?.unwrap_or(sh);
             }
-        }
-        "groups" | "groups_input" | "groups_input_mixin" => {
-            if v.as_u64() != Some(1) {
-                return unsupported("grouped convolutions");
+            if lo.is_nan() || hi.is_nan() || lo > hi {
+                return Err(format!("{what}: {name} min_val {lo} above max_val {hi}"));
             }
-        }
-        "head_kernel_size" | "head_dilation" => {
-            if v.as_u64() != Some(1) {
-                return unsupported("head rechannel with kernel size or dilation above 1");
-            }
-        }
-        "head1x1" | "head_1x1" => {
-            if !inactive(v) {
-                return unsupported("head1x1");
-            }
-        }
-        "layer1x1" | "layer_1x1" => {
-            // Active with one group is the 0.5 layout (every layer has its 1×1).
-            let standard = match v {
-                Value::Null => true,
-                Value::Object(o) => {
-                    o.get("active").is_none_or(|a| a == &Value::Bool(true))
-                        && o.get("groups").is_none_or(|g| g.as_u64() == Some(1))
+            act = if !is_leaky && lo == -1.0 && hi == 1.0 {
+                Activation::Hardtanh
+            } else {
+                Activation::LeakyHardtanh {
+                    min_val: lo,
+                    max_val: hi,
+                    min_slope: sl,
+                    max_slope: sh,
                 }
-                _ => false,
             };
-            if !standard {
-                return unsupported("layer1x1 settings");
-            }
+            &["min_val", "max_val", "min_slope", "max_slope"]
         }
-        k if k.contains("film") => {
-            if !inactive(v) {
-                return unsupported("FiLM");
-            }
-        }
-        _ => return Err(format!("{what}: unsupported setting \"{key}\"")),
+        _ => &[],
+    };
+    match o
+        .keys()
+        .find(|k| !["type", "name"].contains(&k.as_str()) && !known.contains(&k.as_str()))
+    {
+        Some(k) => Err(format!(
+            "{what}: unsupported parameter \"{k}\" of activation \"{name}\""
+        )),
+        None => Ok(act),
     }
-    Ok(())
 }
 
 /// Reads weights off the flat array in order.
@@ -259,29 +346,127 @@ impl Reader<'_> {
         self.at += n;
         v
     }
-    fn conv(&mut self, i: usize, o: usize, k: usize, d: usize, bias: bool) -> Conv1d {
+    fn conv(&mut self, s: &ConvSpec) -> Conv1d {
         Conv1d {
-            in_channels: i,
-            out_channels: o,
-            kernel_size: k,
-            dilation: d,
-            weight: self.take(i * o * k),
-            bias: bias.then(|| self.take(o)),
+            in_channels: s.i,
+            out_channels: s.o,
+            kernel_size: s.k,
+            dilation: s.d,
+            weight: self.take(s.i / s.groups * s.o * s.k),
+            bias: s.bias.then(|| self.take(s.o)),
+            groups: s.groups,
         }
     }
 }
 
-/// Settings of one layer array before its weights are read.
+/// The shape of a convolution before its weights are read.
+#[derive(Clone, Copy)]
+struct ConvSpec {
+    i: usize,
+    o: usize,
+    k: usize,
+    d: usize,
+    bias: bool,
+    groups: usize,
+}
+
+impl ConvSpec {
+    fn new(i: usize, o: usize, k: usize, d: usize, bias: bool) -> Self {
+        ConvSpec {
+            i,
+            o,
+            k,
+            d,
+            bias,
+            groups: 1,
+        }
+    }
+    fn grouped(self, groups: usize, what: &str) -> Result<Self, String> {
+        if groups == 0 || !self.i.is_multiple_of(groups) || !self.o.is_multiple_of(groups) {
+            return Err(format!(
+                "{what}: {groups} groups do not divide {} inputs and {} outputs",
+                self.i, self.o
+            ));
+        }
+        Ok(ConvSpec { groups, ..self })
+    }
+    fn count(&self) -> u128 {
+        (self.i / self.groups) as u128 * self.o as u128 * self.k as u128
+            + if self.bias { self.o as u128 } else { 0 }
+    }
+    fn history(&self) -> u128 {
+        (self.k as u128 - 1) * self.d as u128 * self.i as u128
+    }
+}
+
+/// One layer before its weights are read.
+struct LayerSpec {
+    conv: ConvSpec,
+    mixer: ConvSpec,
+    activation: Activation,
+    gating: Gating,
+    layer1x1: Option<ConvSpec>,
+    head1x1: Option<ConvSpec>,
+}
+
+/// A layer array before its weights are read.
 struct ArraySpec {
     input_size: usize,
     condition_size: usize,
-    head_size: usize,
     channels: usize,
-    kernel_size: usize,
-    dilations: Vec<usize>,
-    activation: Activation,
-    gated: bool,
-    head_bias: bool,
+    rechannel: ConvSpec,
+    layers: Vec<LayerSpec>,
+    head_rechannel: ConvSpec,
+}
+
+/// The FiLM slots of a 0.7 layer; they load only when inactive.
+const FILM_SLOTS: [&str; 8] = [
+    "conv_pre_film",
+    "conv_post_film",
+    "input_mixin_pre_film",
+    "input_mixin_post_film",
+    "activation_pre_film",
+    "activation_post_film",
+    "layer1x1_post_film",
+    "head1x1_post_film",
+];
+
+/// A per-layer setting: one value for every layer, or an array of one per layer.
+fn per_layer<'a>(v: &'a Value, n: usize, what: &str, key: &str) -> Result<Vec<&'a Value>, String> {
+    match v {
+        Value::Array(a) if a.len() == n => Ok(a.iter().collect()),
+        Value::Array(a) => Err(format!(
+            "{what}: {key} has {} entries for {n} layers",
+            a.len()
+        )),
+        one => Ok(vec![one; n]),
+    }
+}
+
+/// `{active, groups, out_channels}` of `layer1x1` / `head1x1`.
+fn one_by_one_settings(
+    v: &Value,
+    what: &str,
+    default_active: bool,
+) -> Result<(bool, usize, Option<usize>), String> {
+    if v.is_null() {
+        return Ok((default_active, 1, None));
+    }
+    let o = object(v, what)?;
+    only_keys(o, &["active", "groups", "out_channels"], what)?;
+    let active = match o.get("active") {
+        None => default_active,
+        Some(a) => boolean(a, &format!("{what}: active"))?,
+    };
+    let groups = match o.get("groups") {
+        None | Some(Value::Null) => 1,
+        Some(g) => size(g, &format!("{what}: groups"), 1, MAX_SIZE)?,
+    };
+    let out = match o.get("out_channels") {
+        None | Some(Value::Null) => None,
+        Some(c) => Some(size(c, &format!("{what}: out_channels"), 1, MAX_SIZE)?),
+    };
+    Ok((active, groups, out))
 }
 
 fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
@@ -289,31 +474,70 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
     let o = object(v, &what)?;
     let get = |k: &str| field(o, k, &what);
     let sz = |k: &str| size(get(k)?, &format!("{what}: {k}"), 1, MAX_SIZE);
-    let channels = sz("channels")?;
-    let mut kernel = o
-        .get("kernel_size")
-        .map(|k| size(k, &format!("{what}: kernel_size"), 1, MAX_SIZE))
-        .transpose()?;
-    let mut gated = o
-        .get("gated")
-        .map(|g| boolean(g, &format!("{what}: gated")))
-        .transpose()?;
-    const BASE: [&str; 9] = [
+    let opt_size = |k: &str| {
+        o.get(k)
+            .filter(|v| !v.is_null())
+            .map(|v| size(v, &format!("{what}: {k}"), 1, MAX_SIZE))
+            .transpose()
+    };
+    let unsupported = |feature: String| Err(format!("{what}: unsupported feature {feature}"));
+    const KNOWN: [&str; 26] = [
         "input_size",
         "condition_size",
         "head_size",
         "channels",
         "kernel_size",
+        "kernel_sizes",
         "dilations",
         "activation",
         "gated",
+        "gating_mode",
+        "secondary_activation",
         "head_bias",
+        "head",
+        "bottleneck",
+        "head1x1",
+        "head_1x1",
+        "layer1x1",
+        "layer_1x1",
+        "groups",
+        "groups_input",
+        "groups_input_mixin",
+        "head_kernel_size",
+        "head_dilation",
+        "slimmable",
+        "film_params",
+        "condition_dsp",
     ];
     for (k, val) in o {
-        if !BASE.contains(&k.as_str()) {
-            neutral_setting(k, val, &what, channels, &mut kernel, &mut gated)?;
+        if FILM_SLOTS.contains(&k.as_str()) {
+            let active = match val {
+                Value::Null | Value::Bool(false) => false,
+                Value::Object(f) => f.get("active").is_some_and(|a| a != &Value::Bool(false)),
+                _ => true,
+            };
+            if active {
+                return unsupported(format!("FiLM (\"{k}\" active)"));
+            }
+        } else if !KNOWN.contains(&k.as_str()) {
+            return Err(format!("{what}: unsupported setting \"{k}\""));
         }
     }
+    if o.get("film_params").is_some_and(|f| !f.is_null()) {
+        return unsupported("FiLM (\"film_params\")".into());
+    }
+    if o.get("condition_dsp").is_some_and(|f| !f.is_null()) {
+        return unsupported("condition_dsp".into());
+    }
+    for k in ["head_kernel_size", "head_dilation"] {
+        if o.get(k).is_some_and(|v| v.as_u64() != Some(1)) {
+            return unsupported(format!("\"{k}\" above 1"));
+        }
+    }
+    let input_size = sz("input_size")?;
+    let condition_size = sz("condition_size")?;
+    let channels = sz("channels")?;
+    let bottleneck = opt_size("bottleneck")?.unwrap_or(channels);
     let dl = get("dilations")?
         .as_array()
         .ok_or_else(|| format!("{what}: dilations must be an array"))?;
@@ -323,41 +547,263 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
             dl.len()
         ));
     }
+    let n = dl.len();
     let dilations = dl
         .iter()
         .enumerate()
         .map(|(i, d)| size(d, &format!("{what}: dilations[{i}]"), 1, MAX_DILATION))
         .collect::<Result<Vec<_>, _>>()?;
-    let activation = match o.get("activation") {
-        Some(Value::Array(a)) => {
-            // Newer files may give one activation per layer; all must agree here.
-            let acts = a
-                .iter()
-                .map(|x| activation(x, &what))
-                .collect::<Result<Vec<_>, _>>()?;
-            match acts.first() {
-                Some(&f) if acts.iter().all(|&x| x == f) => f,
-                _ => return Err(format!("{what}: unsupported feature per-layer activations")),
-            }
-        }
-        Some(a) => activation(a, &what)?,
-        None => return Err(format!("{what} has no \"activation\"")),
+    let kernel_list = |v: &Value| {
+        per_layer(v, n, &what, "kernel_sizes")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| size(k, &format!("{what}: kernel_sizes[{i}]"), 1, MAX_SIZE))
+            .collect::<Result<Vec<_>, _>>()
     };
+    let kernels = match (o.get("kernel_sizes"), o.get("kernel_size")) {
+        (Some(ks), k) => {
+            let kernels = kernel_list(ks)?;
+            if k.is_some_and(|k| kernel_list(k).ok().as_ref() != Some(&kernels)) {
+                return Err(format!("{what}: kernel_sizes and kernel_size disagree"));
+            }
+            kernels
+        }
+        (None, Some(k)) => kernel_list(k)?,
+        (None, None) => return Err(format!("{what} has no \"kernel_size\"")),
+    };
+    let acts = per_layer(
+        o.get("activation")
+            .ok_or_else(|| format!("{what} has no \"activation\""))?,
+        n,
+        &what,
+        "activation",
+    )?
+    .into_iter()
+    .map(|a| activation(a, &what))
+    .collect::<Result<Vec<_>, _>>()?;
+    // Gating: 0.5 `gated` (Sigmoid secondary) or 0.7 `gating_mode` + `secondary_activation`.
+    let gated_05 = o
+        .get("gated")
+        .map(|g| boolean(g, &format!("{what}: gated")))
+        .transpose()?;
+    let modes: Vec<String> = match o.get("gating_mode").filter(|v| !v.is_null()) {
+        Some(m) => per_layer(m, n, &what, "gating_mode")?
+            .into_iter()
+            .map(|m| {
+                m.as_str()
+                    .map(str::to_ascii_lowercase)
+                    .ok_or_else(|| format!("{what}: gating_mode must be a name"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec![
+            if gated_05 == Some(true) {
+                "gated"
+            } else {
+                "none"
+            }
+            .to_string();
+            n
+        ],
+    };
+    if let Some(g) = gated_05 {
+        // 0.5 `gated` means a Sigmoid-gated product; a 0.7 mode must agree with it.
+        if modes.iter().any(|m| m != if g { "gated" } else { "none" }) {
+            return Err(format!("{what}: gating_mode disagrees with gated"));
+        }
+    }
+    let null = Value::Null;
+    let secondaries = per_layer(
+        o.get("secondary_activation").unwrap_or(&null),
+        n,
+        &what,
+        "secondary_activation",
+    )?;
+    let (l1_active, l1_groups, l1_out) = one_by_one_settings(
+        o.get("layer1x1")
+            .or_else(|| o.get("layer_1x1"))
+            .unwrap_or(&null),
+        &format!("{what}: layer1x1"),
+        true,
+    )?;
+    if l1_out.is_some_and(|c| c != channels) {
+        return Err(format!(
+            "{what}: layer1x1 out_channels differ from channels"
+        ));
+    }
+    let (h1_active, h1_groups, h1_out) = one_by_one_settings(
+        o.get("head1x1")
+            .or_else(|| o.get("head_1x1"))
+            .unwrap_or(&null),
+        &format!("{what}: head1x1"),
+        false,
+    )?;
+    let groups_of = |k: &str| match o.get(k) {
+        None | Some(Value::Null) => Ok(1),
+        Some(g) => size(g, &format!("{what}: {k}"), 1, MAX_SIZE),
+    };
+    let groups_input = match (o.get("groups_input"), o.get("groups")) {
+        (Some(_), _) => groups_of("groups_input")?,
+        (None, _) => groups_of("groups")?,
+    };
+    let groups_mixin = groups_of("groups_input_mixin")?;
+    // The layer head: 0.7 `head` {out_channels, kernel_size, bias}, or 0.5 `head_size` and
+    // `head_bias` (kernel 1).
+    let (head_out, head_kernel, head_bias) = match o.get("head") {
+        Some(h) => {
+            let ho = object(h, &format!("{what}: head"))?;
+            only_keys(
+                ho,
+                &["out_channels", "kernel_size", "bias"],
+                &format!("{what}: head"),
+            )?;
+            let hw = format!("{what}: head");
+            let out = size(
+                field(ho, "out_channels", &hw)?,
+                &format!("{hw} out_channels"),
+                1,
+                MAX_SIZE,
+            )?;
+            let k = match ho.get("kernel_size") {
+                None => 1,
+                Some(k) => size(k, &format!("{hw} kernel_size"), 1, MAX_SIZE)?,
+            };
+            let bias = match ho.get("bias") {
+                None => true,
+                Some(b) => boolean(b, &format!("{hw} bias"))?,
+            };
+            if o.get("head_size")
+                .is_some_and(|s| s.as_u64() != Some(out as u64))
+            {
+                return Err(format!(
+                    "{what}: head_size disagrees with head out_channels"
+                ));
+            }
+            (out, k, bias)
+        }
+        None => (
+            sz("head_size")?,
+            1,
+            o.get("head_bias")
+                .map(|b| boolean(b, &format!("{what}: head_bias")))
+                .transpose()?
+                .unwrap_or(true),
+        ),
+    };
+    let head_width = if h1_active {
+        h1_out.unwrap_or(1)
+    } else {
+        bottleneck
+    };
+    if !l1_active && bottleneck != channels {
+        return Err(format!(
+            "{what}: without layer1x1 the bottleneck ({bottleneck}) must equal the channels ({channels})"
+        ));
+    }
+    let mut layers = Vec::with_capacity(n);
+    for li in 0..n {
+        let lw = format!("{what} layer {li}");
+        let secondary = match secondaries[li] {
+            Value::Null => Activation::Sigmoid,
+            s => activation(s, &lw)?,
+        };
+        let gating = match modes[li].as_str() {
+            "none" => Gating::None,
+            "gated" => Gating::Gated(secondary),
+            "blended" => Gating::Blended(secondary),
+            other => return unsupported(format!("gating mode \"{other}\"")),
+        };
+        let mid = if gating.paired() {
+            2 * bottleneck
+        } else {
+            bottleneck
+        };
+        layers.push(LayerSpec {
+            conv: ConvSpec::new(channels, mid, kernels[li], dilations[li], true)
+                .grouped(groups_input, &format!("{lw} conv (groups_input)"))?,
+            mixer: ConvSpec::new(condition_size, mid, 1, 1, false).grouped(
+                groups_mixin,
+                &format!("{lw} input mixer (groups_input_mixin)"),
+            )?,
+            activation: acts[li],
+            gating,
+            layer1x1: l1_active
+                .then(|| {
+                    ConvSpec::new(bottleneck, channels, 1, 1, true)
+                        .grouped(l1_groups, &format!("{lw} layer1x1"))
+                })
+                .transpose()?,
+            head1x1: h1_active
+                .then(|| {
+                    ConvSpec::new(bottleneck, head_width, 1, 1, true)
+                        .grouped(h1_groups, &format!("{lw} head1x1"))
+                })
+                .transpose()?,
+        });
+    }
     Ok(ArraySpec {
-        input_size: sz("input_size")?,
-        condition_size: sz("condition_size")?,
-        head_size: sz("head_size")?,
+        input_size,
+        condition_size,
         channels,
-        kernel_size: kernel.ok_or_else(|| format!("{what} has no \"kernel_size\""))?,
-        dilations,
-        activation,
-        gated: gated.ok_or_else(|| format!("{what} has no \"gated\""))?,
-        head_bias: o
-            .get("head_bias")
-            .map(|b| boolean(b, &format!("{what}: head_bias")))
-            .transpose()?
-            .unwrap_or(true),
+        rechannel: ConvSpec::new(input_size, channels, 1, 1, false),
+        layers,
+        head_rechannel: ConvSpec::new(head_width, head_out, head_kernel, 1, head_bias),
     })
+}
+
+/// The post-head's convolutions: 0.7 `kernel_sizes` or 0.5 `num_layers` (kernel 1).
+fn parse_post_head(h: &Value, head_in: usize) -> Result<(Activation, Vec<ConvSpec>), String> {
+    let what = "WaveNet head";
+    let o = object(h, what)?;
+    only_keys(
+        o,
+        &[
+            "channels",
+            "activation",
+            "num_layers",
+            "out_channels",
+            "kernel_sizes",
+            "in_channels",
+        ],
+        what,
+    )?;
+    let sz = |k: &str| size(field(o, k, what)?, &format!("head {k}"), 1, MAX_SIZE);
+    let kernels = match (o.get("kernel_sizes"), o.get("num_layers")) {
+        (Some(ks), nl) => {
+            let a = ks
+                .as_array()
+                .ok_or("WaveNet head: kernel_sizes must be an array")?;
+            if a.is_empty() || a.len() > MAX_SIZE {
+                return Err(format!("WaveNet head: {} kernel sizes", a.len()));
+            }
+            if nl.is_some_and(|nl| nl.as_u64() != Some(a.len() as u64)) {
+                return Err("WaveNet head: num_layers disagrees with kernel_sizes".into());
+            }
+            a.iter()
+                .map(|k| size(k, "head kernel_sizes", 1, MAX_SIZE))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        (None, _) => vec![1; sz("num_layers")?],
+    };
+    if o.get("in_channels")
+        .is_some_and(|c| c.as_u64() != Some(head_in as u64))
+    {
+        return Err("WaveNet head: in_channels disagrees with the last layer array".into());
+    }
+    let (ch, out) = (sz("channels")?, sz("out_channels")?);
+    let act = activation(field(o, "activation", what)?, what)?;
+    let mut cin = head_in;
+    let n = kernels.len();
+    let convs = kernels
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| {
+            let cout = if i + 1 == n { out } else { ch };
+            let c = ConvSpec::new(cin, cout, k, 1, true);
+            cin = cout;
+            c
+        })
+        .collect();
+    Ok((act, convs))
 }
 
 fn parse_wavenet(
@@ -387,54 +833,31 @@ fn parse_wavenet(
         .map(|(i, v)| parse_array_spec(v, i))
         .collect::<Result<Vec<_>, _>>()?;
     let head_scale = number(field(config, "head_scale", "WaveNet config")?, "head_scale")?;
+    let head_in = specs.last().map_or(1, |s| s.head_rechannel.o);
     let head_spec = match config.get("head") {
         None | Some(Value::Null) => None,
-        Some(h) => {
-            let o = object(h, "WaveNet head")?;
-            only_keys(
-                o,
-                &["channels", "activation", "num_layers", "out_channels"],
-                "WaveNet head",
-            )?;
-            let sz = |k: &str| {
-                size(
-                    field(o, k, "WaveNet head")?,
-                    &format!("head {k}"),
-                    1,
-                    MAX_SIZE,
-                )
-            };
-            Some((
-                sz("channels")?,
-                activation(field(o, "activation", "WaveNet head")?, "WaveNet head")?,
-                sz("num_layers")?,
-                sz("out_channels")?,
-            ))
-        }
+        Some(h) => Some(parse_post_head(h, head_in)?),
     };
     // Count the weights (and the streaming history) before allocating anything.
     let mut count: u128 = 0;
     let mut history: u128 = 0;
     for s in &specs {
-        let (c, k) = (s.channels as u128, s.kernel_size as u128);
-        let mid = if s.gated { 2 * c } else { c };
-        count += s.input_size as u128 * c;
-        let per_layer = c * mid * k + mid + s.condition_size as u128 * mid + c * c + c;
-        count += per_layer * s.dilations.len() as u128;
-        count += c * s.head_size as u128 + if s.head_bias { s.head_size as u128 } else { 0 };
-        history += s
-            .dilations
-            .iter()
-            .map(|&d| (k - 1) * d as u128 * c)
-            .sum::<u128>();
-    }
-    if let Some((ch, _, n, out)) = head_spec {
-        let mut cin = specs.last().map_or(1, |s| s.head_size) as u128;
-        for i in 0..n {
-            let cout = if i + 1 == n { out } else { ch } as u128;
-            count += cin * cout + cout;
-            cin = cout;
+        count += s.rechannel.count() + s.head_rechannel.count();
+        history += s.head_rechannel.history();
+        for l in &s.layers {
+            count += l.conv.count() + l.mixer.count();
+            count += l
+                .layer1x1
+                .iter()
+                .chain(&l.head1x1)
+                .map(ConvSpec::count)
+                .sum::<u128>();
+            history += l.conv.history();
         }
+    }
+    for c in head_spec.iter().flat_map(|(_, c)| c) {
+        count += c.count();
+        history += c.history();
     }
     count += 1; // head_scale
     if count != weights.len() as u128 {
@@ -459,45 +882,33 @@ fn parse_wavenet(
     let layer_arrays = specs
         .iter()
         .map(|s| {
-            let c = s.channels;
-            let mid = if s.gated { 2 * c } else { c };
-            let rechannel = r.conv(s.input_size, c, 1, 1, false);
+            let rechannel = r.conv(&s.rechannel);
             let layers = s
-                .dilations
+                .layers
                 .iter()
-                .map(|&d| WaveNetLayer {
-                    conv: r.conv(c, mid, s.kernel_size, d, true),
-                    input_mixer: r.conv(s.condition_size, mid, 1, 1, false),
-                    one_by_one: r.conv(c, c, 1, 1, true),
+                .map(|l| WaveNetLayer {
+                    conv: r.conv(&l.conv),
+                    input_mixer: r.conv(&l.mixer),
+                    activation: l.activation,
+                    gating: l.gating,
+                    one_by_one: l.layer1x1.as_ref().map(|c| r.conv(c)),
+                    head1x1: l.head1x1.as_ref().map(|c| r.conv(c)),
                 })
                 .collect();
             WaveNetLayerArray {
                 input_size: s.input_size,
                 condition_size: s.condition_size,
-                head_size: s.head_size,
-                channels: c,
-                kernel_size: s.kernel_size,
-                activation: s.activation,
-                gated: s.gated,
+                head_size: s.head_rechannel.o,
+                channels: s.channels,
                 rechannel,
                 layers,
-                head_rechannel: r.conv(c, s.head_size, 1, 1, s.head_bias),
+                head_rechannel: r.conv(&s.head_rechannel),
             }
         })
         .collect();
-    let head = head_spec.map(|(ch, act, n, out)| {
-        let mut cin = specs.last().map_or(1, |s| s.head_size);
-        WaveNetHead {
-            activation: act,
-            layers: (0..n)
-                .map(|i| {
-                    let cout = if i + 1 == n { out } else { ch };
-                    let conv = r.conv(cin, cout, 1, 1, true);
-                    cin = cout;
-                    conv
-                })
-                .collect(),
-        }
+    let head = head_spec.map(|(act, convs)| WaveNetHead {
+        activation: act,
+        layers: convs.iter().map(|c| r.conv(c)).collect(),
     });
     let net = WaveNet {
         layer_arrays,

@@ -27,11 +27,21 @@ pub enum Activation {
     Softsign,
     /// The identity (no activation).
     Identity,
+    /// Identity inside `[min_val, max_val]`, slopes `min_slope` / `max_slope` outside (NAM
+    /// `LeakyHardtanh`; torch `Hardtanh(min, max)` is this with both slopes 0).
+    LeakyHardtanh {
+        min_val: f64,
+        max_val: f64,
+        min_slope: f64,
+        max_slope: f64,
+    },
+    /// `(1 + x / (1 + |x|)) / 2` (NAM `Softsigmoid`).
+    Softsigmoid,
 }
 
 impl Activation {
     /// Every supported activation (LeakyReLU with torch's default slope).
-    pub const ALL: [Activation; 10] = [
+    pub const ALL: [Activation; 12] = [
         Activation::Tanh,
         Activation::FastTanh,
         Activation::Hardtanh,
@@ -42,6 +52,13 @@ impl Activation {
         Activation::HardSwish,
         Activation::Softsign,
         Activation::Identity,
+        Activation::LeakyHardtanh {
+            min_val: -1.0,
+            max_val: 1.0,
+            min_slope: 0.01,
+            max_slope: 0.01,
+        },
+        Activation::Softsigmoid,
     ];
 
     /// Parses a NAM activation name.
@@ -57,6 +74,13 @@ impl Activation {
             "Hardswish" | "HardSwish" => Activation::HardSwish,
             "Softsign" => Activation::Softsign,
             "Identity" => Activation::Identity,
+            "LeakyHardtanh" | "LeakyHardTanh" => Activation::LeakyHardtanh {
+                min_val: -1.0,
+                max_val: 1.0,
+                min_slope: 0.01,
+                max_slope: 0.01,
+            },
+            "Softsigmoid" => Activation::Softsigmoid,
             _ => return None,
         })
     }
@@ -74,6 +98,8 @@ impl Activation {
             Activation::HardSwish => "Hardswish",
             Activation::Softsign => "Softsign",
             Activation::Identity => "Identity",
+            Activation::LeakyHardtanh { .. } => "LeakyHardtanh",
+            Activation::Softsigmoid => "Softsigmoid",
         }
     }
 
@@ -102,6 +128,22 @@ impl Activation {
             }
             Activation::Softsign => x / (one + x.abs()),
             Activation::Identity => x,
+            Activation::LeakyHardtanh {
+                min_val,
+                max_val,
+                min_slope,
+                max_slope,
+            } => {
+                let (lo, hi) = (T::from_f64_lossy(min_val), T::from_f64_lossy(max_val));
+                if x < lo {
+                    (x - lo) * T::from_f64_lossy(min_slope) + lo
+                } else if x > hi {
+                    (x - hi) * T::from_f64_lossy(max_slope) + hi
+                } else {
+                    x
+                }
+            }
+            Activation::Softsigmoid => T::from_f64_lossy(0.5) * (one + x / (one + x.abs())),
         }
     }
 
@@ -175,6 +217,24 @@ impl Activation {
                 one / (d * d)
             }
             Activation::Identity => one,
+            Activation::LeakyHardtanh {
+                min_val,
+                max_val,
+                min_slope,
+                max_slope,
+            } => {
+                if x < T::from_f64_lossy(min_val) {
+                    T::from_f64_lossy(min_slope)
+                } else if x > T::from_f64_lossy(max_val) {
+                    T::from_f64_lossy(max_slope)
+                } else {
+                    one
+                }
+            }
+            Activation::Softsigmoid => {
+                let d = one + x.abs();
+                T::from_f64_lossy(0.5) / (d * d)
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ pub mod wavenet_train;
 pub use activations::Activation;
 pub use linear::Linear;
 pub use rnn::{Cell, Rnn, RnnLayer};
-pub use wavenet::{Conv1d, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray};
+pub use wavenet::{Conv1d, Gating, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray};
 
 use std::fmt::Debug;
 use std::iter::Sum;
@@ -262,7 +262,10 @@ impl Network {
                     })
                     .collect()
             }
-            Network::WaveNet(w) if !inputs.is_empty() => {
+            Network::WaveNet(w)
+                if !inputs.is_empty()
+                    && wavenet_train::WaveNetTrainer::<f64>::supports(w).is_ok() =>
+            {
                 // The training forward pass (matrix products over time) on the input with the
                 // receptive field of zeros before it, which is the processor's initial state.
                 let trainer = wavenet_train::WaveNetTrainer::<f64>::new(w);
@@ -358,6 +361,16 @@ impl Network {
                 .collect();
         }
         grid
+    }
+
+    /// Checks that the training engines can differentiate the network; otherwise an error
+    /// naming the feature they cannot.
+    pub fn check_trainable(&self) -> crate::Result<()> {
+        match self {
+            Network::WaveNet(w) => wavenet_train::WaveNetTrainer::<f64>::supports(w)
+                .map_err(crate::Error::InvalidModel),
+            _ => Ok(()),
+        }
     }
 
     /// Checks that every weight is finite; names the first one that is not.

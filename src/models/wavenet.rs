@@ -1,11 +1,15 @@
 //! NAM WaveNet: layer arrays of dilated causal convolutions with a conditioning input mixer,
-//! residual 1×1 convolutions and a summed head path, as in `nam.models.wavenet` (0.5.x files).
+//! residual 1×1 convolutions and a summed head path, as in `nam.models.wavenet` (0.5 files
+//! and the 0.6/0.7 layer-array vocabulary of neural-amp-modeler 0.13).
 //!
 //! Per layer, with input `x` (C channels) and condition `c` (the model input):
-//! `z = conv_dilated(x) + mixer(c)`, `a = act(z)` (gated: `act(z[..C]) · σ(z[C..])`),
-//! residual out `x + W₁ₓ₁ a + b`, head contribution `a`. Each layer array starts with a 1×1
-//! `rechannel` and ends with a 1×1 `head_rechannel` of the summed head contributions; the
-//! network output is `head_scale ·` the last head (through the optional post-head).
+//! `z = conv_dilated(x) + mixer(c)` (`B` channels, or `2B` when paired), `a = act(z)`
+//! (gated: `act(z₁) · sec(z₂)`; blended: `s · act(z₁) + (1 - s) · z₁`, `s = sec(z₂)`),
+//! residual out `x + layer1x1(a)` (or `x + a` without it), head contribution `a` (or
+//! `head1x1(a)`). Each layer array starts with a 1×1 `rechannel` and ends with a
+//! `head_rechannel` (kernel 1, or longer: a convolutional head) of the summed head
+//! contributions; the network output is `head_scale ·` the last head (through the optional
+//! post-head). Grouped convolutions follow PyTorch's `groups`.
 //!
 //! Convolution weights are stored as in PyTorch/NAM: `weight[o][i][k]`, tap `k = K-1` on the
 //! newest sample.
@@ -23,6 +27,9 @@ pub struct Conv1d {
     pub weight: Vec<f64>,
     /// `out` values when present.
     pub bias: Option<Vec<f64>>,
+    /// PyTorch `groups`: output channel `o` sees only the inputs of its group; the weight is
+    /// `out × (in / groups) × kernel`.
+    pub groups: usize,
 }
 
 impl Conv1d {
@@ -41,7 +48,28 @@ impl Conv1d {
             dilation,
             weight: vec![0.0; in_channels * out_channels * kernel_size],
             bias: bias.then(|| vec![0.0; out_channels]),
+            groups: 1,
         }
+    }
+
+    /// The weight as a dense `out × in × kernel` array (zeros outside the groups).
+    pub fn dense_weight(&self) -> Vec<f64> {
+        let (i_n, o_n, k_n) = (self.in_channels, self.out_channels, self.kernel_size);
+        if self.groups == 1 {
+            return self.weight.clone();
+        }
+        let (ig, og) = (i_n / self.groups, o_n / self.groups);
+        let mut w = vec![0.0; i_n * o_n * k_n];
+        for o in 0..o_n {
+            let g = o / og;
+            for il in 0..ig {
+                let i = g * ig + il;
+                for k in 0..k_n {
+                    w[(o * i_n + i) * k_n + k] = self.weight[(o * ig + il) * k_n + k];
+                }
+            }
+        }
+        w
     }
 
     /// Number of parameters (weight, then bias).
@@ -57,15 +85,68 @@ impl Conv1d {
     }
 }
 
-/// One gated or plain dilated layer.
+/// How a layer's activation combines the two halves of a paired (`2 × bottleneck`) output
+/// (NAM `gating_mode`; `PairMultiply` / `PairBlend` in the Python package).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Gating {
+    /// `act(z)` (`bottleneck` channels).
+    None,
+    /// `act(z₁) · secondary(z₂)` (0.5 `gated`: secondary = Sigmoid).
+    Gated(Activation),
+    /// `b · act(z₁) + (1 - b) · z₁` with `b = secondary(z₂)`.
+    Blended(Activation),
+}
+
+impl Gating {
+    /// Whether the convolution outputs two halves.
+    pub fn paired(&self) -> bool {
+        !matches!(self, Gating::None)
+    }
+
+    /// The NAM `gating_mode` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Gating::None => "none",
+            Gating::Gated(_) => "gated",
+            Gating::Blended(_) => "blended",
+        }
+    }
+}
+
+/// One dilated layer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WaveNetLayer {
-    /// `channels → mid` (mid = 2·channels when gated), kernel K, dilation d, with bias.
+    /// `channels → mid` (mid = bottleneck, 2·bottleneck when paired), kernel K, dilation d,
+    /// with bias.
     pub conv: Conv1d,
     /// `condition_size → mid`, 1×1, no bias.
     pub input_mixer: Conv1d,
-    /// `channels → channels`, 1×1, with bias.
-    pub one_by_one: Conv1d,
+    pub activation: Activation,
+    pub gating: Gating,
+    /// `bottleneck → channels`, 1×1, with bias (NAM `layer1x1`); without it the activation
+    /// output is added to the residual directly (then bottleneck = channels).
+    pub one_by_one: Option<Conv1d>,
+    /// `bottleneck → head1x1.out_channels`, 1×1, with bias (NAM `head1x1`); without it the
+    /// activation output is the layer's head contribution.
+    pub head1x1: Option<Conv1d>,
+}
+
+impl WaveNetLayer {
+    /// Channels after the activation.
+    pub fn bottleneck(&self) -> usize {
+        if self.gating.paired() {
+            self.conv.out_channels / 2
+        } else {
+            self.conv.out_channels
+        }
+    }
+
+    /// Width of the layer's head contribution.
+    pub fn head_width(&self) -> usize {
+        self.head1x1
+            .as_ref()
+            .map_or(self.bottleneck(), |h| h.out_channels)
+    }
 }
 
 /// A layer array (NAM `_LayerArray`).
@@ -75,13 +156,11 @@ pub struct WaveNetLayerArray {
     pub condition_size: usize,
     pub head_size: usize,
     pub channels: usize,
-    pub kernel_size: usize,
-    pub activation: Activation,
-    pub gated: bool,
     /// `input_size → channels`, 1×1, no bias.
     pub rechannel: Conv1d,
     pub layers: Vec<WaveNetLayer>,
-    /// `channels → head_size`, 1×1, bias when `head_bias`.
+    /// `head width → head_size`, bias when `head_bias`; kernel 1 in 0.5 files, longer in
+    /// 0.7 ones (a convolutional head, dilation 1).
     pub head_rechannel: Conv1d,
 }
 
@@ -90,9 +169,48 @@ impl WaveNetLayerArray {
     pub fn dilations(&self) -> Vec<usize> {
         self.layers.iter().map(|l| l.conv.dilation).collect()
     }
+
+    /// The layers' kernel sizes.
+    pub fn kernel_sizes(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.conv.kernel_size).collect()
+    }
+
+    /// The layout the training engine differentiates: every layer with the same activation,
+    /// plain or Sigmoid-gated, a 1×1 of `channels → channels`, no head 1×1, no groups (kernel
+    /// sizes and dilations per layer, and the head rechannel's kernel, are free). Returns the
+    /// activation and whether it is gated, or the first feature outside it.
+    pub fn trainer_layout(&self) -> Result<(Activation, bool), String> {
+        let first = &self.layers[0];
+        for l in &self.layers {
+            if l.activation != first.activation || l.gating != first.gating {
+                return Err("per-layer activations or gating modes".into());
+            }
+            if l.one_by_one.is_none() {
+                return Err("layer1x1 inactive".into());
+            }
+            if l.head1x1.is_some() {
+                return Err("head1x1".into());
+            }
+            if l.bottleneck() != self.channels {
+                return Err("bottleneck different from channels".into());
+            }
+            let convs = [&l.conv, &l.input_mixer].into_iter().chain(&l.one_by_one);
+            if convs.into_iter().any(|c| c.groups != 1) {
+                return Err("grouped convolutions".into());
+            }
+        }
+        let gated = match first.gating {
+            Gating::None => false,
+            Gating::Gated(Activation::Sigmoid) => true,
+            Gating::Gated(_) => return Err("secondary activation other than Sigmoid".into()),
+            Gating::Blended(_) => return Err("blended gating".into()),
+        };
+        Ok((first.activation, gated))
+    }
 }
 
-/// The optional post-head (NAM `_Head`): `num_layers` blocks of activation → 1×1 conv.
+/// The optional post-head (NAM `_Head`): blocks of activation → convolution (kernel 1 in
+/// 0.5 files; 0.7 files give each block a kernel size, dilation 1).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WaveNetHead {
     pub activation: Activation,
@@ -109,51 +227,45 @@ pub struct WaveNet {
 }
 
 impl WaveNet {
-    /// Receptive field in samples: `1 + Σ (K - 1) d` over all layers.
+    /// Receptive field in samples: `1 + Σ (K - 1) d` over all convolutions in series (the
+    /// layers, the head rechannels and the post-head).
     pub fn receptive_field(&self) -> usize {
+        let head = self
+            .head
+            .iter()
+            .flat_map(|h| &h.layers)
+            .chain(self.layer_arrays.iter().map(|a| &a.head_rechannel));
         1 + self
             .layer_arrays
             .iter()
-            .flat_map(|a| a.layers.iter())
-            .map(|l| (l.conv.kernel_size - 1) * l.conv.dilation)
+            .flat_map(|a| a.layers.iter().map(|l| &l.conv))
+            .chain(head)
+            .map(|c| (c.kernel_size - 1) * c.dilation)
             .sum::<usize>()
     }
 
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        let arrays: usize = self
-            .layer_arrays
-            .iter()
-            .map(|a| {
-                a.rechannel.num_params()
-                    + a.head_rechannel.num_params()
-                    + a.layers
-                        .iter()
-                        .map(|l| {
-                            l.conv.num_params()
-                                + l.input_mixer.num_params()
-                                + l.one_by_one.num_params()
-                        })
-                        .sum::<usize>()
-            })
-            .sum();
-        let head: usize = self
-            .head
-            .as_ref()
-            .map_or(0, |h| h.layers.iter().map(Conv1d::num_params).sum());
-        arrays + head + self.head_scale.len()
+        let mut n = 0;
+        self.clone().visit_params(&mut |w| n += w.len());
+        n
     }
 
     /// Visits parameters in NAM's export order: per array `rechannel`, per layer
-    /// `conv (w, b), input_mixer (w), 1×1 (w, b)`, `head_rechannel (w, b)`; then the post-head's
-    /// convolutions; then `head_scale`.
+    /// `conv (w, b), input_mixer (w), [layer1x1 (w, b)], [head1x1 (w, b)]`,
+    /// `head_rechannel (w[, b])`; then the post-head's convolutions; then `head_scale`.
     pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Vec<f64>)) {
         for a in &mut self.layer_arrays {
             a.rechannel.visit_params(f);
             for l in &mut a.layers {
                 l.conv.visit_params(f);
                 l.input_mixer.visit_params(f);
-                l.one_by_one.visit_params(f);
+                if let Some(c) = &mut l.one_by_one {
+                    c.visit_params(f);
+                }
+                if let Some(c) = &mut l.head1x1 {
+                    c.visit_params(f);
+                }
             }
             a.head_rechannel.visit_params(f);
         }
@@ -170,14 +282,21 @@ impl WaveNet {
         if self.layer_arrays.is_empty() {
             return Err("WaveNet has no layer arrays".into());
         }
-        let conv_ok = |what: String, c: &Conv1d, i: usize, o: usize, k: usize| {
-            if c.in_channels != i || c.out_channels != o || c.kernel_size != k {
+        let conv_ok = |what: String, c: &Conv1d, i: usize, o: usize| {
+            if c.in_channels != i || c.out_channels != o {
                 return Err(format!(
-                    "{what}: shape {}→{} kernel {}, expected {i}→{o} kernel {k}",
-                    c.in_channels, c.out_channels, c.kernel_size
+                    "{what}: shape {}→{}, expected {i}→{o}",
+                    c.in_channels, c.out_channels
                 ));
             }
-            if c.weight.len() != i * o * k || c.bias.as_ref().is_some_and(|b| b.len() != o) {
+            let g = c.groups;
+            if g == 0 || !i.is_multiple_of(g) || !o.is_multiple_of(g) {
+                return Err(format!("{what}: {g} groups do not divide {i}→{o}"));
+            }
+            if c.kernel_size == 0
+                || c.weight.len() != i / g * o * c.kernel_size
+                || c.bias.as_ref().is_some_and(|b| b.len() != o)
+            {
                 return Err(format!("{what}: wrong number of weights"));
             }
             if c.dilation == 0 {
@@ -185,13 +304,17 @@ impl WaveNet {
             }
             Ok(())
         };
+        let pointwise = |what: String, c: &Conv1d| {
+            if c.kernel_size != 1 {
+                return Err(format!("{what}: kernel {}, expected 1", c.kernel_size));
+            }
+            Ok(())
+        };
         let mut prev_head: Option<usize> = None;
         let mut prev_channels = 1;
         for (ai, a) in self.layer_arrays.iter().enumerate() {
-            if a.channels == 0 || a.kernel_size == 0 || a.layers.is_empty() {
-                return Err(format!(
-                    "layer array {ai}: empty (no channels, kernel or layers)"
-                ));
+            if a.channels == 0 || a.layers.is_empty() {
+                return Err(format!("layer array {ai}: empty (no channels or layers)"));
             }
             if ai > 0 && a.input_size != prev_channels {
                 return Err(format!(
@@ -199,41 +322,68 @@ impl WaveNet {
                     a.input_size
                 ));
             }
-            if let Some(h) = prev_head {
-                if h != a.channels {
-                    return Err(format!(
-                        "layer array {ai}: {} channels but the previous head_size is {h}",
-                        a.channels
-                    ));
-                }
-            }
-            let mid = if a.gated { 2 * a.channels } else { a.channels };
             conv_ok(
                 format!("layer array {ai} rechannel"),
                 &a.rechannel,
                 a.input_size,
                 a.channels,
-                1,
             )?;
+            pointwise(format!("layer array {ai} rechannel"), &a.rechannel)?;
+            let head_width = a.layers[0].head_width();
+            if let Some(h) = prev_head {
+                if h != head_width {
+                    return Err(format!(
+                        "layer array {ai}: head width {head_width} but the previous head_size is {h}"
+                    ));
+                }
+            }
             for (li, l) in a.layers.iter().enumerate() {
                 let w = format!("layer array {ai} layer {li}");
-                conv_ok(format!("{w} conv"), &l.conv, a.channels, mid, a.kernel_size)?;
+                let b = l.bottleneck();
+                let mid = if l.gating.paired() { 2 * b } else { b };
+                if b == 0 || l.conv.out_channels != mid {
+                    return Err(format!("{w}: bad bottleneck"));
+                }
+                conv_ok(format!("{w} conv"), &l.conv, a.channels, mid)?;
                 conv_ok(
                     format!("{w} input mixer"),
                     &l.input_mixer,
                     a.condition_size,
                     mid,
-                    1,
                 )?;
-                conv_ok(format!("{w} 1x1"), &l.one_by_one, a.channels, a.channels, 1)?;
+                pointwise(format!("{w} input mixer"), &l.input_mixer)?;
+                match &l.one_by_one {
+                    Some(c) => {
+                        conv_ok(format!("{w} 1x1"), c, b, a.channels)?;
+                        pointwise(format!("{w} 1x1"), c)?;
+                    }
+                    None if b != a.channels => {
+                        return Err(format!(
+                        "{w}: without layer1x1 the bottleneck ({b}) must equal the channels ({})",
+                        a.channels
+                    ))
+                    }
+                    None => {}
+                }
+                if let Some(c) = &l.head1x1 {
+                    conv_ok(format!("{w} head1x1"), c, b, c.out_channels)?;
+                    pointwise(format!("{w} head1x1"), c)?;
+                }
+                if l.head_width() != head_width {
+                    return Err(format!("{w}: head width differs from the first layer's"));
+                }
             }
             conv_ok(
                 format!("layer array {ai} head rechannel"),
                 &a.head_rechannel,
-                a.channels,
+                head_width,
                 a.head_size,
-                1,
             )?;
+            if a.head_rechannel.groups != 1 {
+                return Err(format!(
+                    "layer array {ai} head rechannel: groups other than 1"
+                ));
+            }
             if a.condition_size != 1 {
                 return Err(format!(
                     "layer array {ai}: condition_size {} (only the mono input, 1, is supported)",
@@ -246,9 +396,7 @@ impl WaveNet {
         let mut out = prev_head.unwrap_or(1);
         if let Some(h) = &self.head {
             for (i, c) in h.layers.iter().enumerate() {
-                if c.in_channels != out || c.kernel_size != 1 {
-                    return Err(format!("post-head layer {i}: wrong shape"));
-                }
+                conv_ok(format!("post-head layer {i}"), c, out, c.out_channels)?;
                 out = c.out_channels;
             }
         }
@@ -257,6 +405,29 @@ impl WaveNet {
         }
         if self.head_scale.len() != 1 {
             return Err("head_scale must be one value".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the training engine differentiates the network: every layer array in
+    /// [`WaveNetLayerArray::trainer_layout`], a convolutional head only with a single layer
+    /// array, a pointwise post-head; otherwise the first feature outside it.
+    pub fn trainer_layout(&self) -> Result<(), String> {
+        for a in &self.layer_arrays {
+            a.trainer_layout()?;
+        }
+        if self.layer_arrays.len() > 1
+            && self
+                .layer_arrays
+                .iter()
+                .any(|a| a.head_rechannel.kernel_size != 1 || a.head_rechannel.dilation != 1)
+        {
+            return Err("convolutional head in a WaveNet of several layer arrays".into());
+        }
+        if let Some(h) = &self.head {
+            if h.layers.iter().any(|c| c.kernel_size != 1) {
+                return Err("post-head with kernel sizes above 1".into());
+            }
         }
         Ok(())
     }
@@ -277,11 +448,13 @@ struct PackedConv<T> {
 impl<T: Real> PackedConv<T> {
     fn new(c: &Conv1d) -> Self {
         let (i_n, o_n, k_n) = (c.in_channels, c.out_channels, c.kernel_size);
-        let mut w = vec![0.0; c.weight.len()];
+        // Grouped convolutions run dense, with exact zeros outside the groups.
+        let dense = c.dense_weight();
+        let mut w = vec![0.0; dense.len()];
         for o in 0..o_n {
             for i in 0..i_n {
                 for k in 0..k_n {
-                    w[(k * i_n + i) * o_n + o] = c.weight[(o * i_n + i) * k_n + k];
+                    w[(k * i_n + i) * o_n + o] = dense[(o * i_n + i) * k_n + k];
                 }
             }
         }
@@ -373,18 +546,29 @@ impl<T: Real> PackedConv<T> {
 struct PackedLayer<T> {
     conv: PackedConv<T>,
     mixer: PackedConv<T>,
-    one_by_one: PackedConv<T>,
+    activation: Activation,
+    gating: Gating,
+    one_by_one: Option<PackedConv<T>>,
+    head1x1: Option<PackedConv<T>>,
     /// Input frames `[history | block]`, time-major; the first `history` frames carry over.
     buf: Vec<T>,
 }
 
 struct PackedArray<T> {
     channels: usize,
-    activation: Activation,
-    gated: bool,
     rechannel: PackedConv<T>,
     layers: Vec<PackedLayer<T>>,
+    /// Width of the layers' head contributions.
+    head_width: usize,
     head_rechannel: PackedConv<T>,
+    /// The head sum `[history | block]` (history for a convolutional head rechannel).
+    head_buf: Vec<T>,
+}
+
+/// A post-head convolution with its input history.
+struct PackedHeadLayer<T> {
+    conv: PackedConv<T>,
+    buf: Vec<T>,
 }
 
 /// Streaming WaveNet evaluation.
@@ -401,21 +585,23 @@ pub struct WaveNetProcessor<T: Real> {
     zeros: Vec<T>,
     discard: Vec<T>,
     arrays: Vec<PackedArray<T>>,
-    head: Option<(Activation, Vec<PackedConv<T>>)>,
+    head: Option<(Activation, Vec<PackedHeadLayer<T>>)>,
     head_scale: T,
     // Scratch buffers for one block.
     z: Vec<T>,
     act: Vec<T>,
-    head_acc: Vec<T>,
     head_out: Vec<T>,
     residual: Vec<T>,
-    post: Vec<T>,
-    post2: Vec<T>,
 }
 
 /// Samples processed per internal block: large enough to amortise loop overhead, small enough
 /// that a layer's buffers stay in cache.
 const BLOCK: usize = 256;
+
+/// A buffer of `history + BLOCK` frames of `width` channels.
+fn history_buf<T: Real>(conv: &PackedConv<T>, width: usize) -> Vec<T> {
+    vec![T::zero(); (conv.history() + BLOCK) * width]
+}
 
 impl<T: Real> WaveNetProcessor<T> {
     /// A processor in its initial state: the history after `receptive_field - 1` zero inputs
@@ -424,37 +610,59 @@ impl<T: Real> WaveNetProcessor<T> {
         let arrays: Vec<PackedArray<T>> = net
             .layer_arrays
             .iter()
-            .map(|a| PackedArray {
-                channels: a.channels,
-                activation: a.activation,
-                gated: a.gated,
-                rechannel: PackedConv::new(&a.rechannel),
-                layers: a
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        let conv = PackedConv::new(&l.conv);
-                        let buf = vec![T::zero(); (conv.history() + BLOCK) * a.channels];
-                        PackedLayer {
-                            conv,
-                            mixer: PackedConv::new(&l.input_mixer),
-                            one_by_one: PackedConv::new(&l.one_by_one),
-                            buf,
-                        }
-                    })
-                    .collect(),
-                head_rechannel: PackedConv::new(&a.head_rechannel),
+            .map(|a| {
+                let head_rechannel = PackedConv::new(&a.head_rechannel);
+                let head_width = a.layers[0].head_width();
+                PackedArray {
+                    channels: a.channels,
+                    rechannel: PackedConv::new(&a.rechannel),
+                    layers: a
+                        .layers
+                        .iter()
+                        .map(|l| {
+                            let conv = PackedConv::new(&l.conv);
+                            PackedLayer {
+                                buf: history_buf(&conv, a.channels),
+                                conv,
+                                mixer: PackedConv::new(&l.input_mixer),
+                                activation: l.activation,
+                                gating: l.gating,
+                                one_by_one: l.one_by_one.as_ref().map(PackedConv::new),
+                                head1x1: l.head1x1.as_ref().map(PackedConv::new),
+                            }
+                        })
+                        .collect(),
+                    head_width,
+                    head_buf: history_buf(&head_rechannel, head_width),
+                    head_rechannel,
+                }
             })
             .collect();
+        let head = net.head.as_ref().map(|h| {
+            let layers = h
+                .layers
+                .iter()
+                .map(|c| {
+                    let conv = PackedConv::new(c);
+                    PackedHeadLayer {
+                        buf: history_buf(&conv, c.in_channels),
+                        conv,
+                    }
+                })
+                .collect();
+            (h.activation, layers)
+        });
         let max_ch = net
             .layer_arrays
             .iter()
-            .map(|a| 2 * a.channels.max(a.head_size).max(a.input_size))
-            .chain(
-                net.head
+            .flat_map(|a| {
+                a.layers
                     .iter()
-                    .flat_map(|h| h.layers.iter().map(|c| c.out_channels.max(c.in_channels))),
-            )
+                    .flat_map(|l| [&l.conv, &l.input_mixer])
+                    .chain([&a.rechannel, &a.head_rechannel])
+            })
+            .chain(net.head.iter().flat_map(|h| &h.layers))
+            .map(|c| c.out_channels.max(c.in_channels))
             .max()
             .unwrap_or(1);
         let scratch = || vec![T::zero(); BLOCK * max_ch];
@@ -463,18 +671,12 @@ impl<T: Real> WaveNetProcessor<T> {
             zeros: vec![T::zero(); BLOCK],
             discard: vec![T::zero(); BLOCK],
             arrays,
-            head: net
-                .head
-                .as_ref()
-                .map(|h| (h.activation, h.layers.iter().map(PackedConv::new).collect())),
+            head,
             head_scale: T::from_f64_lossy(net.head_scale[0]),
             z: scratch(),
             act: scratch(),
-            head_acc: scratch(),
             head_out: scratch(),
             residual: scratch(),
-            post: scratch(),
-            post2: scratch(),
         };
         p.reset();
         p
@@ -487,6 +689,7 @@ impl<T: Real> WaveNetProcessor<T> {
         let mut head_size = 0;
         for (ai, a) in self.arrays.iter_mut().enumerate() {
             let c = a.channels;
+            let hw = a.head_width;
             // Residual stream entering the array: the model input for the first array,
             // the previous array's residual output otherwise.
             let src: &[T] = if ai == 0 { input } else { &self.residual[..] };
@@ -495,12 +698,12 @@ impl<T: Real> WaveNetProcessor<T> {
             a.rechannel
                 .apply(src, &mut first.buf[h0 * c..(h0 + n) * c], n, false);
             // Head accumulator starts from the previous array's head output.
+            let hh = a.head_rechannel.history();
+            let head_acc = &mut a.head_buf[hh * hw..(hh + n) * hw];
             if ai == 0 {
-                self.head_acc[..n * c]
-                    .iter_mut()
-                    .for_each(|v| *v = T::zero());
+                head_acc.iter_mut().for_each(|v| *v = T::zero());
             } else {
-                self.head_acc[..n * c].copy_from_slice(&self.head_out[..n * c]);
+                head_acc.copy_from_slice(&self.head_out[..n * hw]);
             }
             let nl = a.layers.len();
             for li in 0..nl {
@@ -511,24 +714,46 @@ impl<T: Real> WaveNetProcessor<T> {
                 let z = &mut self.z[..n * mid];
                 l.conv.apply(&l.buf[..(hist + n) * c], z, n, false);
                 l.mixer.apply(input, z, n, true);
-                let act = &mut self.act[..n * c];
-                if a.gated {
-                    // NAM: act(z[:C]) · σ(z[C:]).
-                    for (at, zt) in act.chunks_exact_mut(c).zip(z.chunks_exact(mid)) {
-                        at.copy_from_slice(&zt[..c]);
+                let b = match l.gating {
+                    Gating::None => mid,
+                    _ => mid / 2,
+                };
+                let act = &mut self.act[..n * b];
+                match l.gating {
+                    Gating::None => {
+                        act.copy_from_slice(z);
+                        l.activation.apply_slice(act);
                     }
-                    a.activation.apply_slice(act);
-                    for (at, zt) in act.chunks_exact_mut(c).zip(z.chunks_exact(mid)) {
-                        for (v, &g) in at.iter_mut().zip(&zt[c..]) {
-                            *v *= g.sigmoid_fwd();
+                    Gating::Gated(sec) => {
+                        // NAM: act(z[:B]) · sec(z[B:]).
+                        for (at, zt) in act.chunks_exact_mut(b).zip(z.chunks_exact(mid)) {
+                            at.copy_from_slice(&zt[..b]);
+                        }
+                        l.activation.apply_slice(act);
+                        for (at, zt) in act.chunks_exact_mut(b).zip(z.chunks_exact(mid)) {
+                            for (v, &g) in at.iter_mut().zip(&zt[b..]) {
+                                *v *= sec.apply(g);
+                            }
                         }
                     }
-                } else {
-                    act.copy_from_slice(z);
-                    a.activation.apply_slice(act);
+                    Gating::Blended(sec) => {
+                        // NAM: s · act(z[:B]) + (1 - s) · z[:B], s = sec(z[B:]).
+                        for (at, zt) in act.chunks_exact_mut(b).zip(z.chunks_exact(mid)) {
+                            for (v, (&x, &g)) in at.iter_mut().zip(zt[..b].iter().zip(&zt[b..])) {
+                                let s = sec.apply(g);
+                                *v = s * l.activation.apply(x) + (T::one() - s) * x;
+                            }
+                        }
+                    }
                 }
-                for (h, &v) in self.head_acc[..n * c].iter_mut().zip(act.iter()) {
-                    *h += v;
+                let head_acc = &mut a.head_buf[hh * hw..(hh + n) * hw];
+                match &l.head1x1 {
+                    Some(h) => h.apply(act, head_acc, n, true),
+                    None => {
+                        for (h, &v) in head_acc.iter_mut().zip(act.iter()) {
+                            *h += v;
+                        }
+                    }
                 }
                 // Residual output: into the next layer's buffer, or the array's output.
                 let dst: &mut [T] = match next_layers.first_mut() {
@@ -539,36 +764,54 @@ impl<T: Real> WaveNetProcessor<T> {
                     None => &mut self.residual[..n * c],
                 };
                 dst.copy_from_slice(&l.buf[hist * c..(hist + n) * c]);
-                l.one_by_one.apply(act, dst, n, true);
+                match &l.one_by_one {
+                    Some(o) => o.apply(act, dst, n, true),
+                    None => {
+                        for (d, &v) in dst.iter_mut().zip(act.iter()) {
+                            *d += v;
+                        }
+                    }
+                }
                 // Keep the last `hist` frames as the next block's history.
                 l.buf.copy_within(n * c..(n + hist) * c, 0);
             }
             head_size = a.head_rechannel.out_ch;
             a.head_rechannel.apply(
-                &self.head_acc[..n * c],
+                &a.head_buf[..(hh + n) * hw],
                 &mut self.head_out[..n * head_size],
                 n,
                 false,
             );
+            a.head_buf.copy_within(n * hw..(n + hh) * hw, 0);
         }
         let scaled = &mut self.head_out[..n * head_size];
         scaled.iter_mut().for_each(|v| *v *= self.head_scale);
-        match &self.head {
+        match &mut self.head {
             None => output.copy_from_slice(&scaled[..n]),
-            Some((act, convs)) => {
-                // NAM `_Head`: per block, activation then 1×1 convolution; ping-pong between
-                // two scratch buffers (no allocation per block).
+            Some((act, layers)) => {
+                // NAM `_Head`: per block, activation then convolution.
                 let mut width = head_size;
-                let (mut cur, mut next) = (&mut self.post, &mut self.post2);
-                cur[..n * width].copy_from_slice(scaled);
-                for conv in convs {
-                    act.apply_slice(&mut cur[..n * width]);
-                    conv.apply(&cur[..n * width], &mut next[..n * conv.out_ch], n, false);
-                    width = conv.out_ch;
-                    std::mem::swap(&mut cur, &mut next);
+                for (i, hl) in layers.iter_mut().enumerate() {
+                    let hist = hl.conv.history();
+                    let x = &mut hl.buf[hist * width..(hist + n) * width];
+                    if i == 0 {
+                        x.copy_from_slice(&scaled[..n * width]);
+                    } else {
+                        x.copy_from_slice(&self.z[..n * width]);
+                    }
+                    act.apply_slice(x);
+                    let out_ch = hl.conv.out_ch;
+                    hl.conv.apply(
+                        &hl.buf[..(hist + n) * width],
+                        &mut self.z[..n * out_ch],
+                        n,
+                        false,
+                    );
+                    hl.buf.copy_within(n * width..(n + hist) * width, 0);
+                    width = out_ch;
                 }
                 debug_assert_eq!(width, 1);
-                output.copy_from_slice(&cur[..n]);
+                output.copy_from_slice(&self.z[..n]);
             }
         }
     }
@@ -605,6 +848,12 @@ impl<T: Real> Processor<T> for WaveNetProcessor<T> {
     fn reset(&mut self) {
         for a in &mut self.arrays {
             for l in &mut a.layers {
+                l.buf.iter_mut().for_each(|v| *v = T::zero());
+            }
+            a.head_buf.iter_mut().for_each(|v| *v = T::zero());
+        }
+        if let Some((_, layers)) = &mut self.head {
+            for l in layers {
                 l.buf.iter_mut().for_each(|v| *v = T::zero());
             }
         }

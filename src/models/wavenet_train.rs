@@ -18,7 +18,9 @@
 //!   input mixer fed by the raw model input),
 //! * `a = act(z)`, or gated `a = act(z[..C]) · σ(z[C..])`,
 //! * `R_{l+1} = R_l + W₁ₓ₁ a + b₁ₓ₁`, `H += a`,
-//! * the array's output is `head_rechannel(H)`; the next array's input is the last `R`.
+//! * the array's output is `head_rechannel(H)` (1×1, or with a single layer array a
+//!   convolution of kernel `K_h` over the last `n + K_h - 1` frames of `H`: a convolutional
+//!   head); the next array's input is the last `R`.
 //!
 //! The network output is `head_scale ·` the last array's head output, then the optional
 //! post-head blocks (activation, 1×1 convolution), exactly as [`super::wavenet`] evaluates it.
@@ -220,45 +222,76 @@ impl<T: Real> TConv<T> {
         (self.kernel - 1) * self.dilation
     }
 
-    /// 1×1 convolution over `rows` frames: `out = b + x Wᵀ` (overwrites `out`).
-    fn pointwise(&self, x: &[T], rows: usize, out: &mut [T]) {
-        debug_assert_eq!(self.kernel, 1);
-        fill_bias(out, rows, self.cout, self.b.as_deref());
-        gemm(
-            rows, self.cin, self.cout, x, self.cin, 1, &self.w, 1, self.cin, out, self.cout, 1,
-        );
+    /// Convolution over `rows` output frames: `out[r] = b + Σ_k W_k x[r + k d]` (`x` has
+    /// `rows + history` frames; overwrites `out`). Kernel 1 is a 1×1: `out = b + x Wᵀ`.
+    fn conv(&self, x: &[T], rows: usize, out: &mut [T]) {
+        let (ci, co, kn) = (self.cin, self.cout, self.kernel);
+        fill_bias(out, rows, co, self.b.as_deref());
+        for k in 0..kn {
+            let row = k * self.dilation;
+            gemm(
+                rows,
+                ci,
+                co,
+                &x[row * ci..],
+                ci,
+                1,
+                &self.w[k..],
+                kn,
+                ci * kn,
+                out,
+                co,
+                1,
+            );
+        }
     }
 
-    /// Backward of [`TConv::pointwise`]: `dW += doutᵀ x`, `db += Σ dout`, and `dx += dout W`
-    /// when `dx` is given.
-    fn pointwise_backward(
+    /// Backward of [`TConv::conv`]: `dW_k += doutᵀ x(shifted)`, `db += Σ dout`, and
+    /// `dx(shifted) += dout W_k` when `dx` is given.
+    fn conv_backward(
         &self,
         dout: &[T],
         x: &[T],
         rows: usize,
         grad: &mut [T],
-        dx: Option<&mut [T]>,
+        mut dx: Option<&mut [T]>,
     ) {
-        let (ci, co) = (self.cin, self.cout);
-        gemm(
-            co,
-            rows,
-            ci,
-            dout,
-            1,
-            co,
-            x,
-            ci,
-            1,
-            &mut grad[self.w_off..],
-            ci,
-            1,
-        );
+        let (ci, co, kn) = (self.cin, self.cout, self.kernel);
+        for k in 0..kn {
+            let row = k * self.dilation;
+            gemm(
+                co,
+                rows,
+                ci,
+                dout,
+                1,
+                co,
+                &x[row * ci..],
+                ci,
+                1,
+                &mut grad[self.w_off + k..],
+                ci * kn,
+                kn,
+            );
+            if let Some(dx) = dx.as_deref_mut() {
+                gemm(
+                    rows,
+                    co,
+                    ci,
+                    dout,
+                    co,
+                    1,
+                    &self.w[k..],
+                    ci * kn,
+                    kn,
+                    &mut dx[row * ci..],
+                    ci,
+                    1,
+                );
+            }
+        }
         if let Some(bo) = self.b_off {
             add_col_sums(dout, rows, co, &mut grad[bo..bo + co]);
-        }
-        if let Some(dx) = dx {
-            gemm(rows, co, ci, dout, co, 1, &self.w, ci, 1, dx, ci, 1);
         }
     }
 }
@@ -280,6 +313,9 @@ struct TArray<T> {
     rechannel: TConv<T>,
     layers: Vec<TLayer<T>>,
     head_rechannel: TConv<T>,
+    /// Frames of head sum before the first output that a convolutional head rechannel needs
+    /// (`kernel - 1`; 0 for a 1×1).
+    head_ctx: usize,
     /// Absolute index of the first frame of the array's input.
     start: usize,
 }
@@ -441,6 +477,13 @@ fn tanh_block<T: Real>(z: &[T], a: &mut [T], gain: &mut [T]) {
 }
 
 impl<T: Real> WaveNetTrainer<T> {
+    /// Whether the trainer can differentiate `net`; otherwise an error naming the first
+    /// feature it cannot.
+    pub fn supports(net: &WaveNet) -> Result<(), String> {
+        net.trainer_layout()
+            .map_err(|e| format!("fine-tuning does not support the WaveNet feature {e}"))
+    }
+
     /// Packs the weights of `net` (which must pass [`WaveNet::validate`]).
     pub fn new(net: &WaveNet) -> Self {
         if let Err(e) = net.validate() {
@@ -449,7 +492,11 @@ impl<T: Real> WaveNetTrainer<T> {
         let mut at = 0;
         let mut start = 0;
         let mut arrays = Vec::with_capacity(net.layer_arrays.len());
+        if let Err(e) = net.trainer_layout() {
+            panic!("WaveNetTrainer::new: unsupported WaveNet feature {e} (check WaveNetTrainer::supports first)");
+        }
         for a in &net.layer_arrays {
+            let (activation, gated) = a.trainer_layout().expect("checked above");
             let rechannel = TConv::new(&a.rechannel, &mut at);
             let array_start = start;
             let layers = a
@@ -458,7 +505,8 @@ impl<T: Real> WaveNetTrainer<T> {
                 .map(|l| {
                     let conv = TConv::new(&l.conv, &mut at);
                     let mixer = TConv::new(&l.input_mixer, &mut at);
-                    let one_by_one = TConv::new(&l.one_by_one, &mut at);
+                    let one_by_one =
+                        TConv::new(l.one_by_one.as_ref().expect("classic layout"), &mut at);
                     let layer = TLayer {
                         start,
                         conv,
@@ -473,11 +521,12 @@ impl<T: Real> WaveNetTrainer<T> {
             arrays.push(TArray {
                 in_ch: a.input_size,
                 channels: a.channels,
-                mid: if a.gated { 2 * a.channels } else { a.channels },
-                activation: a.activation,
-                gated: a.gated,
+                mid: if gated { 2 * a.channels } else { a.channels },
+                activation,
+                gated,
                 rechannel,
                 layers,
+                head_ctx: head_rechannel.history(),
                 head_rechannel,
                 start: array_start,
             });
@@ -494,14 +543,17 @@ impl<T: Real> WaveNetTrainer<T> {
         let head_scale_off = at;
         at += 1;
         debug_assert_eq!(at, net.num_params());
-        debug_assert_eq!(start + 1, net.receptive_field());
+        // A convolutional head (single layer array only, see `trainer_layout`) reads its
+        // history of the head sum before the first output.
+        let context = start + arrays.last().map_or(0, |a| a.head_ctx);
+        debug_assert_eq!(context + 1, net.receptive_field());
         WaveNetTrainer {
             arrays,
             post,
             head_scale: T::from_f64_lossy(net.head_scale[0]),
             head_scale_off,
             num_params: at,
-            context: start,
+            context,
         }
     }
 
@@ -536,7 +588,7 @@ impl<T: Real> WaveNetTrainer<T> {
                 // conv and 1×1: forward, dW, dx; mixer: forward, dW.
                 macs += 3.0 * t * (k * c * m + c * c) + 2.0 * t * m;
             }
-            macs += 3.0 * n as f64 * c * a.head_rechannel.cout as f64;
+            macs += 3.0 * (n * a.head_rechannel.kernel) as f64 * c * a.head_rechannel.cout as f64;
         }
         2.0 * macs
     }
@@ -565,7 +617,7 @@ impl<T: Real> WaveNetTrainer<T> {
                 resize(&mut at.gain[li], out_len * a.mid);
             }
             resize(&mut at.res[nl], (total - a.end()) * c);
-            resize(&mut at.head, n * c);
+            resize(&mut at.head, (n + a.head_ctx) * c);
         }
         let last_w = self.arrays.last().map_or(1, |a| a.head_rechannel.cout);
         resize(&mut tape.head_out, n * max_c);
@@ -583,7 +635,8 @@ impl<T: Real> WaveNetTrainer<T> {
         for d in &mut s.dres {
             resize(d, max_len * max_c);
         }
-        resize(&mut s.dhead, n * max_c);
+        let head_ctx = self.arrays.iter().map(|a| a.head_ctx).max().unwrap_or(0);
+        resize(&mut s.dhead, (n + head_ctx) * max_c);
         resize(&mut s.dhead_out, n * max_c);
         resize(&mut s.da, BLOCK * max_c);
         resize(&mut s.dz, BLOCK * max_mid);
@@ -629,7 +682,7 @@ impl<T: Real> WaveNetTrainer<T> {
             } else {
                 &done[ai - 1].res[self.arrays[ai - 1].layers.len()]
             };
-            a.rechannel.pointwise(src, total - a.start, &mut at.res[0]);
+            a.rechannel.conv(src, total - a.start, &mut at.res[0]);
             // The head sum starts from the previous array's head output.
             if ai == 0 {
                 at.head.iter_mut().for_each(|v| *v = T::zero());
@@ -698,20 +751,20 @@ impl<T: Real> WaveNetTrainer<T> {
                         }
                         gemm(rows, c, c, ab, c, 1, &l.one_by_one.w, 1, c, ro, c, 1);
                     }
-                    // Head sum over the frames that are outputs.
-                    let first = (out_start + r0).max(ctx);
+                    // Head sum over the frames that are outputs (and the head's history).
+                    let hs = ctx - a.head_ctx;
+                    let first = (out_start + r0).max(hs);
                     let end = out_start + r0 + rows;
                     if first < end {
                         let src = &ab[(first - out_start - r0) * c..];
-                        let dst = &mut at.head[(first - ctx) * c..(end - ctx) * c];
+                        let dst = &mut at.head[(first - hs) * c..(end - hs) * c];
                         dst.iter_mut().zip(src).for_each(|(h, &v)| *h += v);
                     }
                     r0 += rows;
                 }
             }
             let hw = a.head_rechannel.cout;
-            a.head_rechannel
-                .pointwise(&at.head, n, &mut head_out[..n * hw]);
+            a.head_rechannel.conv(&at.head, n, &mut head_out[..n * hw]);
         }
         // Output: head_scale · head, then the optional post-head.
         let hw = self.arrays[last].head_rechannel.cout;
@@ -724,7 +777,7 @@ impl<T: Real> WaveNetTrainer<T> {
                 let v = &mut vpost[..before[j].len()];
                 v.copy_from_slice(&before[j]);
                 act.apply_slice(v);
-                conv.pointwise(v, n, &mut after[0]);
+                conv.conv(v, n, &mut after[0]);
             }
         }
         y.copy_from_slice(&post[post.len() - 1][..n]);
@@ -773,7 +826,7 @@ impl<T: Real> WaveNetTrainer<T> {
                 act.apply_slice(v);
                 let dv = &mut dp_b[..u.len()];
                 dv.iter_mut().for_each(|e| *e = T::zero());
-                conv.pointwise_backward(&dp_a[..n * conv.cout], v, n, grad, Some(dv));
+                conv.conv_backward(&dp_a[..n * conv.cout], v, n, grad, Some(dv));
                 for (e, &uv) in dv.iter_mut().zip(u.iter()) {
                     *e *= act.derivative(uv);
                 }
@@ -799,11 +852,12 @@ impl<T: Real> WaveNetTrainer<T> {
             let mid = a.mid;
             let hw = a.head_rechannel.cout;
             // head_rechannel: dW += dHOᵀ H, dH = dHO W.
-            let dh = &mut dhead[..n * c];
+            let hs = ctx - a.head_ctx;
+            let dh = &mut dhead[..(n + a.head_ctx) * c];
             dh.iter_mut().for_each(|v| *v = T::zero());
             a.head_rechannel
-                .pointwise_backward(&dhead_out[..n * hw], &at.head, n, grad, Some(dh));
-            let dh = &dhead[..n * c];
+                .conv_backward(&dhead_out[..n * hw], &at.head, n, grad, Some(dh));
+            let dh = &dhead[..(n + a.head_ctx) * c];
             let nl = a.layers.len();
             // dcur holds dR for the array's residual output (from the next array), or
             // nothing for the last array.
@@ -831,18 +885,17 @@ impl<T: Real> WaveNetTrainer<T> {
                     let ab = &abuf[r0 * c..(r0 + rows) * c];
                     let da = &mut dabuf[..rows * c];
                     da.iter_mut().for_each(|v| *v = T::zero());
-                    // Head path: the frames that are outputs.
-                    let first = (out_start + r0).max(ctx);
+                    // Head path: the frames that are outputs (and the head's history).
+                    let first = (out_start + r0).max(hs);
                     let end = out_start + r0 + rows;
                     if first < end {
                         let dst = &mut da[(first - out_start - r0) * c..];
-                        let src = &dh[(first - ctx) * c..(end - ctx) * c];
+                        let src = &dh[(first - hs) * c..(end - hs) * c];
                         dst.iter_mut().zip(src).for_each(|(v, &g)| *v = g);
                     }
                     if residual {
                         let dob = &dout[r0 * c..(r0 + rows) * c];
-                        l.one_by_one
-                            .pointwise_backward(dob, ab, rows, grad, Some(da));
+                        l.one_by_one.conv_backward(dob, ab, rows, grad, Some(da));
                     }
                     // dz = da ⊙ ∂a/∂z.
                     let dz = &mut dzbuf[..rows * mid];
@@ -912,14 +965,14 @@ impl<T: Real> WaveNetTrainer<T> {
             let rows = total - a.start;
             if ai == 0 {
                 a.rechannel
-                    .pointwise_backward(&dcur[..rows * c], x, rows, grad, None);
+                    .conv_backward(&dcur[..rows * c], x, rows, grad, None);
             } else {
                 let prev = &tape.arrays[ai - 1];
                 let src = &prev.res[self.arrays[ai - 1].layers.len()];
                 let dsrc = &mut dnext[..rows * a.in_ch];
                 dsrc.iter_mut().for_each(|v| *v = T::zero());
                 a.rechannel
-                    .pointwise_backward(&dcur[..rows * c], src, rows, grad, Some(dsrc));
+                    .conv_backward(&dcur[..rows * c], src, rows, grad, Some(dsrc));
                 std::mem::swap(dcur, dnext);
                 // The previous array's head output started this array's head sum.
                 dhead_out[..n * c].copy_from_slice(&dhead[..n * c]);

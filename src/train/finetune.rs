@@ -613,6 +613,7 @@ impl Finetuner {
     /// student is a copy of `teacher`.
     pub fn new(teacher: &Network, sample_rate: f64, config: FinetuneConfig) -> Result<Self> {
         teacher.check_finite()?;
+        teacher.check_trainable()?;
         let fs = sample_rate;
         let schedule = Schedule::new(teacher, fs, &config)?;
         Ok(Finetuner {

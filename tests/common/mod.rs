@@ -65,3 +65,21 @@ pub fn dealias_cmd(args: &[&str]) -> std::process::Output {
         .output()
         .expect("the dealias binary runs")
 }
+
+/// [`errors`] (relative to the reference's peak) of `model` run from its initial state on
+/// `input` in f64 and in f32: `(f64 error, f32 error)`.
+pub fn precision_errors(
+    model: &dealias::ModelFile,
+    input: &[f64],
+    reference: &[f64],
+) -> (f64, f64) {
+    let (e64, _) = errors(&model.process::<f64>(input), reference);
+    let in32: Vec<f32> = input.iter().map(|&x| x as f32).collect();
+    let out32: Vec<f64> = model
+        .process::<f32>(&in32)
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    let (e32, _) = errors(&out32, reference);
+    (e64, e32)
+}
