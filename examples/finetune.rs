@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use dealias::train::adam::AdamConfig;
-use dealias::train::finetune::{FinetuneConfig, Finetuner};
+use dealias::train::finetune::{FinetuneConfig, Finetuner, Preset};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -16,13 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: u64 = args.next().map_or(Ok(3000), |s| s.parse())?;
 
     let model = dealias::load_model(&PathBuf::from(input))?;
+    // The command line's default settings, with a step budget instead of its 15 minutes.
     let config = FinetuneConfig {
         max_steps: Some(steps),
-        adam: AdamConfig {
-            lr: 2e-3,
-            ..Default::default()
-        },
-        ..Default::default()
+        max_duration: None,
+        ..FinetuneConfig::preset(Preset::Fast, &model.network)
     };
     // The rate comes from the file (or its format's plugins' rate when it states none).
     let mut tuner = Finetuner::for_file(&model, config)?;
