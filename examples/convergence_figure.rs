@@ -21,28 +21,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.drain(..2);
     }
     let [stem, title, runs @ ..] = &args[..] else {
-        return Err("usage: convergence_figure [--targets NMR,ESR] OUT_STEM TITLE LABEL=REPORT.json...".into());
+        return Err(
+            "usage: convergence_figure [--targets NMR,ESR] OUT_STEM TITLE LABEL=REPORT.json..."
+                .into(),
+        );
     };
     let mut curves = Vec::new();
     for run in runs {
         let (label, path) = run.split_once('=').ok_or("a run is LABEL=REPORT.json")?;
         let report: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
-        let points = report["validation"]
-            .as_array()
-            .ok_or("the report has no validation history")?
-            .iter()
-            .filter_map(|v| {
-                Some((
-                    v["seconds"].as_f64()? / 60.0,
-                    v["nmr_s_db"].as_f64()?,
-                    v["esr_t_db"].as_f64()?,
-                ))
-            })
-            .collect();
-        curves.push(TrainingCurve {
-            label: label.to_string(),
-            points,
-        });
+        curves.push(TrainingCurve::from_report(label, &report));
     }
     let files = save_training_curves(stem.as_ref(), &curves, targets, title)?;
     println!("wrote {} and {}", files[0].display(), files[1].display());

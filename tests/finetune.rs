@@ -338,7 +338,10 @@ fn tone_guard_keeps_the_teacher_when_every_student_loses_the_tone() {
         .iter()
         .map(|v| v.esr_t_db)
         .fold(f64::INFINITY, f64::min);
-    assert!(closest > -20.0, "lr 0.3 should wreck the tone, best ESR-T {closest} dB");
+    assert!(
+        closest > -20.0,
+        "lr 0.3 should wreck the tone, best ESR-T {closest} dB"
+    );
 
     cfg.max_esr_t_db = Some(-20.0);
     let (_, guarded) = run(&net, cfg, None);
@@ -429,9 +432,18 @@ fn weight_average_is_an_exponential_moving_average() {
     assert_eq!(zero.last.params(), plain.last.params());
     cfg.weight_average = Some(1.0 - 1e-9);
     let (_, slow) = run(&net, cfg, None);
-    assert_eq!(slow.last.params(), plain.last.params(), "averaging never steers training");
+    assert_eq!(
+        slow.last.params(),
+        plain.last.params(),
+        "averaging never steers training"
+    );
     let (t, b, l) = (net.params(), slow.best.params(), plain.last.params());
-    let dist = |x: &[f64]| x.iter().zip(&t).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let dist = |x: &[f64]| {
+        x.iter()
+            .zip(&t)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
     assert!(dist(&l) > 1e-4, "training moved the weights");
     assert!(dist(&b) <= 1e-7 * dist(&l), "{} vs {}", dist(&b), dist(&l));
     assert!(dist(&b) > 0.0, "the average moves a little");

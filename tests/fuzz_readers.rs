@@ -80,7 +80,8 @@ fn load_and_resume(bytes: &[u8]) {
 fn rewrap(payload: &serde_json::Value) -> Vec<u8> {
     let p = serde_json::to_string(payload).unwrap();
     format!(
-        "{{\"format\":\"dealias checkpoint\",\"version\":2,\"checksum\":\"{}\",\"payload\":{p}}}",
+        "{{\"format\":\"dealias checkpoint\",\"version\":{},\"checksum\":\"{}\",\"payload\":{p}}}",
+        dealias::train::checkpoint::CHECKPOINT_VERSION,
         dealias::io::checksum(p.as_bytes())
     )
     .into_bytes()

@@ -370,3 +370,21 @@ fn cli_finetune_writes_an_aidax_student() {
     let doc = parse_file(&out);
     assert!(doc["dealias"]["changed_values"].as_u64().unwrap() > 0);
 }
+
+/// Table 1's convention is defined for one setting: `measure --convention paper --knob-grid`
+/// is refused before any work, naming the way to measure each setting.
+#[test]
+fn paper_convention_with_a_knob_grid_is_refused() {
+    let path = data("guitarml_family/guitarml_lstm5x2_knobs2/guitarml_lstm5x2_knobs2.json");
+    let o = dealias(&[
+        "measure",
+        path.to_str().unwrap(),
+        "--convention",
+        "paper",
+        "--knob-grid",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--knobs A,B instead of --knob-grid"), "{err}");
+}

@@ -15,10 +15,10 @@ use super::check;
 use crate::loss::{LossWeights, PreEmphasis};
 use crate::train::adam::AdamConfig;
 use crate::train::checkpoint::Checkpoint;
-use crate::train::lr::{LrDecay, LrSchedule};
 use crate::train::finetune::{
     Event, FinetuneConfig, FinetuneOutcome, Finetuner, Precision, Preset, StopReason,
 };
+use crate::train::lr::{LrDecay, LrSchedule};
 
 /// Pre-emphasis filter choice on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -172,7 +172,9 @@ fn plan(c: &FinetuneConfig, net: &crate::Network, preset: PresetArg) -> String {
     let recurrent = matches!(net, crate::Network::Rnn(_));
     let batch = c.batch_size.unwrap_or(if recurrent { 40 } else { 32 });
     let schedule = match c.lr_schedule.decay {
-        LrDecay::Constant if c.lr_schedule.warmup_steps == 0 => format!("constant lr {:e}", c.adam.lr),
+        LrDecay::Constant if c.lr_schedule.warmup_steps == 0 => {
+            format!("constant lr {:e}", c.adam.lr)
+        }
         LrDecay::Constant => format!(
             "lr {:e} after a {}-step warm-up",
             c.adam.lr, c.lr_schedule.warmup_steps
@@ -207,9 +209,9 @@ fn plan(c: &FinetuneConfig, net: &crate::Network, preset: PresetArg) -> String {
         PresetArg::Fast => "fast",
         PresetArg::Paper => "paper",
     };
-    let average = c.weight_average.map_or(String::new(), |b| {
-        format!(", weights averaged (decay {b})")
-    });
+    let average = c
+        .weight_average
+        .map_or(String::new(), |b| format!(", weights averaged (decay {b})"));
     format!("{preset} preset: batch {batch}, {schedule}{average}; {budget}{early}; {guard}")
 }
 
@@ -462,7 +464,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             base.max_duration
         }),
-        patience: args.patience.map_or(base.patience, |p| (p > 0).then_some(p)),
+        patience: args
+            .patience
+            .map_or(base.patience, |p| (p > 0).then_some(p)),
         max_esr_t_db: args.max_esr_t.or(base.max_esr_t_db),
         validate_every_batches: args.validate_every.or(base.validate_every_batches),
         validation_stride: args.validation_stride,

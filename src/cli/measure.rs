@@ -112,6 +112,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--convention paper measures the 2x oversampled columns itself; drop --oversample"
         );
     }
+    if convention == Convention::Paper && args.knob_grid.is_some() {
+        anyhow::bail!(
+            "--convention paper prints Table 1 for one knob setting; measure each setting with              --knobs A,B instead of --knob-grid"
+        );
+    }
     let tones = tones_at(&args.level)?;
     let opts: RunOptions = convention.run_options().oversampled(args.oversample);
     let _locks = match &args.out {

@@ -9,7 +9,8 @@ use super::finetune::with_suffix;
 use anyhow::{bail, Context};
 
 use super::measure::progress_bar;
-use crate::eval::html::{html_report, CurvePoint, ReportInputs};
+use crate::eval::html::{html_report, ReportInputs};
+use crate::eval::plots::TrainingCurve;
 use crate::eval::sine_set::{compare_sine_set, RunOptions};
 
 /// Arguments of `dealias report`.
@@ -34,22 +35,9 @@ pub struct Args {
     pub level: Vec<f64>,
 }
 
-/// The validation history of a fine-tuning report JSON (its `validation` array).
-pub(crate) fn curves_from_report(json: &serde_json::Value) -> Vec<CurvePoint> {
-    json["validation"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| {
-                    Some(CurvePoint {
-                        step: v["step"].as_f64()?,
-                        nmr_s_db: v["nmr_s_mean_db"].as_f64()?,
-                        esr_t_db: v["esr_t_mean_db"].as_f64()?,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The validation history of a fine-tuning report JSON, labelled as the student's.
+pub(crate) fn curves_from_report(json: &serde_json::Value) -> TrainingCurve {
+    TrainingCurve::from_report("student", json)
 }
 
 /// Runs `dealias report`.
@@ -82,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .with_context(|| format!("{}: not a fine-tuning report", p.display()))?;
                 curves_from_report(&v)
             }
-            Err(_) => Vec::new(),
+            Err(_) => curves_from_report(&serde_json::Value::Null),
         }
     };
     let tones = super::measure::tones_at(&args.level)?;

@@ -14,7 +14,9 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 
 use super::oversample::process_oversampled;
-use super::plots::{draw_metric_vs_f0, draw_spectrum, spectrum_db, SIZE};
+use super::plots::{
+    draw_metric_vs_f0, draw_spectrum, draw_training_curves, spectrum_db, TrainingCurve, SIZE,
+};
 use super::sine_set::{spectrum_tone_output, RunOptions, SineSetReport, SPECTRUM_TONE};
 use crate::dsp::stft::Stft;
 use crate::dsp::tones::eval_tone_len;
@@ -22,17 +24,6 @@ use crate::dsp::window::hann_periodic;
 use crate::loss::metrics::SineSetAnalyzer;
 use crate::models::Network;
 use crate::{Error, Result};
-
-/// One validation point of a fine-tuning run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CurvePoint {
-    /// Training step.
-    pub step: f64,
-    /// NMR-S on the validation tones, mean of dB.
-    pub nmr_s_db: f64,
-    /// ESR-T on the validation tones, mean of dB.
-    pub esr_t_db: f64,
-}
 
 /// What the report shows.
 pub struct ReportInputs<'a> {
@@ -48,8 +39,8 @@ pub struct ReportInputs<'a> {
     pub sine_set: (&'a SineSetReport, &'a SineSetReport),
     /// The device the teacher models, when known (its spectrum and sweep are added).
     pub device: Option<&'a crate::device::Device>,
-    /// Validation history of the fine-tuning run (empty: no curves).
-    pub curves: &'a [CurvePoint],
+    /// Validation history of the fine-tuning run (no points: no curves).
+    pub curves: &'a TrainingCurve,
 }
 
 /// Duration of the sweep, seconds.
@@ -71,10 +62,6 @@ pub fn sine_sweep(fs: f64) -> Vec<f64> {
             a * phase.sin()
         })
         .collect()
-}
-
-fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
-    Error::InvalidArgument(format!("plotting failed: {e:?}"))
 }
 
 /// The figure drawn by `draw` as an SVG element.
@@ -178,60 +165,6 @@ fn spectrogram_png(x: &[f64]) -> Result<Vec<u8>> {
         w.write_image_data(&rgb).map_err(err)?;
     }
     Ok(out)
-}
-
-/// The training curves (validation NMR-S and ESR-T against step).
-fn draw_curves(
-    root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    curves: &[CurvePoint],
-) -> Result<()> {
-    root.fill(&WHITE).map_err(plot_err)?;
-    let x_max = curves.iter().map(|c| c.step).fold(1.0, f64::max);
-    let ys = curves
-        .iter()
-        .flat_map(|c| [c.nmr_s_db, c.esr_t_db])
-        .filter(|v| v.is_finite());
-    let lo = ys.clone().fold(0.0, f64::min).floor() - 3.0;
-    let hi = ys.fold(lo + 1.0, f64::max).ceil() + 3.0;
-    let mut chart = ChartBuilder::on(root)
-        .caption("validation during fine-tuning", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, lo..hi)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("dB (mean of per-tone dB)")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(plot_err)?;
-    type Series = (&'static str, RGBColor, fn(&CurvePoint) -> f64);
-    let series: [Series; 2] = [
-        ("NMR-S", RGBColor(31, 119, 180), |c| c.nmr_s_db),
-        ("ESR-T", RGBColor(255, 127, 14), |c| c.esr_t_db),
-    ];
-    for (name, color, f) in series {
-        chart
-            .draw_series(LineSeries::new(
-                curves.iter().map(|c| (c.step, f(c))),
-                color.stroke_width(2),
-            ))
-            .map_err(plot_err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
 }
 
 fn escape(s: &str) -> String {
@@ -343,10 +276,17 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
             ),
         ));
     }
-    if !r.curves.is_empty() {
+    if !r.curves.points.is_empty() {
         figures.push((
             "Training curves".into(),
-            svg(&|root| draw_curves(root, r.curves))?,
+            svg(&|root| {
+                draw_training_curves(
+                    root,
+                    std::slice::from_ref(r.curves),
+                    None,
+                    "validation during fine-tuning",
+                )
+            })?,
         ));
     }
 

@@ -260,6 +260,31 @@ pub struct TrainingCurve {
     pub points: Vec<(f64, f64, f64)>,
 }
 
+impl TrainingCurve {
+    /// The validation history in a `dealias finetune` report JSON (its `validation` array;
+    /// none when absent).
+    pub fn from_report(label: &str, report: &serde_json::Value) -> Self {
+        let points = report["validation"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| {
+                        Some((
+                            v["seconds"].as_f64()? / 60.0,
+                            v["nmr_s_db"].as_f64()?,
+                            v["esr_t_db"].as_f64()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        TrainingCurve {
+            label: label.to_string(),
+            points,
+        }
+    }
+}
+
 /// Validation NMR-S (left) and ESR-T (right) against training minutes, one line per run;
 /// dashed horizontal lines mark optional targets `(nmr_s_db, esr_t_db)`.
 pub fn draw_training_curves<DB: DrawingBackend>(
@@ -360,5 +385,7 @@ pub fn save_training_curves(
     targets: Option<(f64, f64)>,
     title: &str,
 ) -> Result<[PathBuf; 2]> {
-    save_both!(stem, |root| draw_training_curves(root, runs, targets, title))
+    save_both!(stem, |root| draw_training_curves(
+        root, runs, targets, title
+    ))
 }

@@ -60,10 +60,7 @@ impl Adam {
         assert_eq!(grad.len(), self.m.len(), "gradient length differs");
         self.step += 1;
         let AdamConfig {
-            beta1,
-            beta2,
-            eps,
-            ..
+            beta1, beta2, eps, ..
         } = self.config;
         let t = self.step as i32;
         let bc1 = 1.0 - beta1.powi(t);

@@ -234,10 +234,7 @@ impl Checkpoint {
         }
         if let Some(a) = &self.average {
             if a.len() != n {
-                return Err(format!(
-                    "average has {} values for {n} parameters",
-                    a.len()
-                ));
+                return Err(format!("average has {} values for {n} parameters", a.len()));
             }
             finite(a, "average")?;
         }
@@ -358,7 +355,7 @@ mod tests {
     #[test]
     fn inconsistent_fields_are_named() {
         type Edit = fn(&mut Checkpoint);
-        let cases: [(Edit, &str); 9] = [
+        let cases: [(Edit, &str); 10] = [
             (
                 |c| {
                     c.adam.m.pop();
@@ -373,7 +370,11 @@ mod tests {
             (|c| c.history[0].1 = 7, "outside the run"),
             (
                 |c| c.best_score = Some(0.5),
-                "not the best validation score",
+                "not the score of the history's last improvement",
+            ),
+            (
+                |c| c.average = Some(vec![1.0]),
+                "average has 1 values for 3 parameters",
             ),
             (|c| c.epochs_without_improvement = 4, "only 1 validations"),
         ];

@@ -172,7 +172,10 @@ impl FinetuneConfig {
                 };
                 FinetuneConfig {
                     batch_size: Some(f.batch),
-                    adam: AdamConfig { lr: f.lr, ..paper.adam },
+                    adam: AdamConfig {
+                        lr: f.lr,
+                        ..paper.adam
+                    },
                     lr_schedule: LrSchedule {
                         warmup_steps: f.warmup_steps,
                         decay: LrDecay::Cosine { floor: 0.05 },
@@ -236,9 +239,7 @@ fn check_settings(c: &FinetuneConfig) -> Result<()> {
             format!("{} must be a finite number above 0", a.eps),
         ));
     }
-    c.lr_schedule
-        .check()
-        .map_err(|m| bad("lr_schedule", m))?;
+    c.lr_schedule.check().map_err(|m| bad("lr_schedule", m))?;
     if c.weight_average.is_some_and(|b| !(0.0..1.0).contains(&b)) {
         return Err(bad(
             "weight_average",
@@ -710,13 +711,7 @@ impl Finetuner {
                 .iter()
                 .map(|v| {
                     (
-                        v.epoch,
-                        v.step,
-                        v.nmr_s_db,
-                        v.esr_t_db,
-                        v.score,
-                        v.improved,
-                        v.seconds,
+                        v.epoch, v.step, v.nmr_s_db, v.esr_t_db, v.score, v.improved, v.seconds,
                     )
                 })
                 .collect(),
@@ -748,16 +743,14 @@ impl Finetuner {
             .history
             .iter()
             .map(
-                |&(epoch, step, nmr_s_db, esr_t_db, score, improved, seconds)| {
-                    ValidationResult {
-                        epoch,
-                        step,
-                        nmr_s_db,
-                        esr_t_db,
-                        score,
-                        improved,
-                        seconds,
-                    }
+                |&(epoch, step, nmr_s_db, esr_t_db, score, improved, seconds)| ValidationResult {
+                    epoch,
+                    step,
+                    nmr_s_db,
+                    esr_t_db,
+                    score,
+                    improved,
+                    seconds,
                 },
             )
             .collect();
@@ -1037,8 +1030,7 @@ impl Finetuner {
             }
             None => self.student.clone(),
         };
-        let (nmr_s_db, esr_t_db, score) =
-            self.validation.evaluate(&judged, self.config.weights)?;
+        let (nmr_s_db, esr_t_db, score) = self.validation.evaluate(&judged, self.config.weights)?;
         let tone_kept = self.config.max_esr_t_db.is_none_or(|g| esr_t_db <= g);
         let improved = tone_kept && self.best_score.is_none_or(|b| score < b);
         if improved {
