@@ -367,6 +367,7 @@ fn presets_resolve_to_their_documented_settings() {
         assert_eq!((c.max_epochs, c.tones_per_epoch), (Some(100), 1600));
         assert_eq!((c.max_duration, c.max_esr_t_db), (None, None));
         assert_eq!(c.weight_average, None);
+        assert_eq!((c.validate_every_batches, c.patience), (None, Some(5)));
         let s = Schedule::new(net, 44100.0, &c).unwrap();
         assert_eq!((s.batch, s.tone_len, s.frame_len), (batch, tone, frame));
     }

@@ -18,13 +18,7 @@ fn run_case(dir: &std::path::Path, model_file: &str) -> (f64, f64) {
     let reference = read_f64(&dir.join("output.f64"));
     let out64 = model.process::<f64>(&input);
     let (e64, p64) = errors(&out64, &reference);
-    let in32: Vec<f32> = input.iter().map(|&x| x as f32).collect();
-    let out32: Vec<f64> = model
-        .process::<f32>(&in32)
-        .iter()
-        .map(|&x| x as f64)
-        .collect();
-    let (e32, _) = errors(&out32, &reference);
+    let (_, e32) = common::precision_errors(&model, &input, &reference);
     println!(
         "{}: f64 max error {e64:.3e} of peak ({p64:.3e} pointwise), f32 {e32:.3e} of peak",
         dir.file_name().unwrap().to_string_lossy()

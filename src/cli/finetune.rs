@@ -168,9 +168,7 @@ pub struct Args {
 
 /// What the run will do, said before it starts: the preset, the learning-rate schedule, the
 /// budget and the tone guard.
-fn plan(c: &FinetuneConfig, net: &crate::Network, preset: PresetArg) -> String {
-    let recurrent = matches!(net, crate::Network::Rnn(_));
-    let batch = c.batch_size.unwrap_or(if recurrent { 40 } else { 32 });
+fn plan(c: &FinetuneConfig, batch: usize, preset: PresetArg) -> String {
     let schedule = match c.lr_schedule.decay {
         LrDecay::Constant if c.lr_schedule.warmup_steps == 0 => {
             format!("constant lr {:e}", c.adam.lr)
@@ -474,7 +472,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         checkpoint_path: Some(checkpoint_path.clone()),
         checkpoint_interval,
     };
-    super::notice(&plan(&config, &model.network, args.preset));
 
     let stop = Arc::new(AtomicBool::new(false));
     let signal = install_signal_handlers(&stop)?;
@@ -494,6 +491,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
         let sched = tuner.schedule();
+        super::notice(&plan(&config, sched.batch, args.preset));
         let steps_per_epoch = (sched.batches_per_epoch * sched.frames) as u64;
         // The bar's length: the step or epoch limit; with a time budget it follows the rate
         // measured so far (below), so that the ETA tracks the budget.
