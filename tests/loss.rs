@@ -1,7 +1,9 @@
 //! The batch fine-tuning loss (spec sec. 4) and its gradient, end to end through NMR, ESR, DC
 //! and the pre-emphasis FIR adjoint, against central finite differences in f64.
 
-use dealias::loss::{FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
+use dealias::loss::{
+    esr, EsrPooling, FineTuneLoss, ItemWork, LossWeights, NmrPooling, PreEmphasis,
+};
 use std::f64::consts::PI;
 
 fn lcg(seed: u64) -> impl FnMut() -> f64 {
@@ -15,6 +17,11 @@ fn lcg(seed: u64) -> impl FnMut() -> f64 {
 }
 
 fn case(items: usize, len: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    case_with_levels(items, len, &vec![1.0; items])
+}
+
+/// Item `b` is scaled by `levels[b]`.
+fn case_with_levels(items: usize, len: usize, levels: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let mut r = lcg(5);
     let fs = 44_100.0;
     let mut students = Vec::new();
@@ -22,9 +29,9 @@ fn case(items: usize, len: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     for b in 0..items {
         let f = 300.0 + 517.0 * b as f64;
         let t: Vec<f64> = (0..len)
-            .map(|n| 0.5 * (2.0 * PI * f * n as f64 / fs).sin() + 0.05)
+            .map(|n| levels[b] * (0.5 * (2.0 * PI * f * n as f64 / fs).sin() + 0.05))
             .collect();
-        let s: Vec<f64> = t.iter().map(|v| 0.9 * v + 0.02 * r()).collect();
+        let s: Vec<f64> = t.iter().map(|v| 0.9 * v + 0.02 * levels[b] * r()).collect();
         students.push(s);
         targets.push(t);
     }
@@ -32,8 +39,27 @@ fn case(items: usize, len: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
 }
 
 fn check(pre: PreEmphasis, weights: LossWeights) -> f64 {
-    let (students, targets) = case(2, 5000);
-    let loss = FineTuneLoss::new(44_100.0, weights, pre).unwrap();
+    check_pooled(
+        pre,
+        weights,
+        EsrPooling::Batch,
+        NmrPooling::Geometric,
+        &[1.0, 1.0],
+    )
+}
+
+fn check_pooled(
+    pre: PreEmphasis,
+    weights: LossWeights,
+    esr_pooling: EsrPooling,
+    nmr_pooling: NmrPooling,
+    levels: &[f64],
+) -> f64 {
+    let (students, targets) = case_with_levels(2, 5000, levels);
+    let loss = FineTuneLoss::new(44_100.0, weights, pre)
+        .unwrap()
+        .with_esr_pooling(esr_pooling)
+        .with_nmr_pooling(nmr_pooling);
     let tr: Vec<&[f64]> = targets.iter().map(|v| v.as_slice()).collect();
     let eval = |st: &Vec<Vec<f64>>| -> f64 {
         let sr: Vec<&[f64]> = st.iter().map(|v| v.as_slice()).collect();
@@ -54,7 +80,7 @@ fn check(pre: PreEmphasis, weights: LossWeights) -> f64 {
         for i in (0..5000).step_by(131).chain([0, 1, 2047, 2048, 4095, 4999]) {
             // Step 1e-4 (signals ~0.5): the error is round-off dominated below it (measured
             // worst errors 4e-8, 5e-7, 3e-6, 4e-5 for h = 1e-4 .. 1e-7: it scales as 1/h).
-            let h = 1e-4;
+            let h = 1e-4 * levels[item];
             let mut a = students.clone();
             let mut c = students.clone();
             a[item][i] += h;
@@ -96,6 +122,89 @@ fn batch_loss_gradient_matches_finite_differences() {
         },
     );
     assert!(worst < 1e-6, "{worst}");
+}
+
+/// Per-item ESR pooling: the value is the mean of each item's own ESR (computed by the
+/// independent `esr`, without pre-emphasis so that it sees the same signals), it differs from the batch-pooled ESR when the items' levels differ (item 1 at
+/// -40 dB), and its gradient matches central finite differences as the paper's pooling does.
+#[test]
+fn per_item_esr_is_the_mean_of_item_esrs_and_its_gradient_is_exact() {
+    let levels = [1.0, 0.01];
+    let (students, targets) = case_with_levels(2, 5000, &levels);
+    let only_esr = LossWeights {
+        esr: 1.0,
+        nmr: 0.0,
+        dc: 0.0,
+    };
+    let sr: Vec<&[f64]> = students.iter().map(|v| v.as_slice()).collect();
+    let tr: Vec<&[f64]> = targets.iter().map(|v| v.as_slice()).collect();
+    let value = |pooling| {
+        FineTuneLoss::new(44_100.0, only_esr, PreEmphasis::None)
+            .unwrap()
+            .with_esr_pooling(pooling)
+            .batch(&sr, &tr, &mut Vec::new(), None)
+            .unwrap()
+            .esr
+    };
+    let expect = 0.5 * (esr(&students[0], &targets[0]) + esr(&students[1], &targets[1]));
+    let per_item = value(EsrPooling::PerItem);
+    assert!(
+        (per_item - expect).abs() < 1e-14 * expect,
+        "{per_item} vs {expect}"
+    );
+    // Pooled over the batch, the quiet item's error is weighted by its energy (1e-4).
+    assert!((value(EsrPooling::Batch) - per_item).abs() > 1e-3 * per_item);
+    for pre in [PreEmphasis::Lowpass, PreEmphasis::None] {
+        let geometric = NmrPooling::Geometric;
+        let worst = check_pooled(
+            pre,
+            LossWeights::default(),
+            EsrPooling::PerItem,
+            geometric,
+            &levels,
+        );
+        assert!(worst < 1e-6, "{pre:?}: {worst}");
+        let worst = check_pooled(pre, only_esr, EsrPooling::PerItem, geometric, &levels);
+        assert!(worst < 1e-6, "{pre:?} ESR only: {worst}");
+    }
+}
+
+/// Arithmetic NMR pooling: the batch NMR is the mean of the items' NMRs (each item's NMR from
+/// a batch of one, where both poolings agree), not their geometric mean, and its gradient
+/// matches central finite differences.
+#[test]
+fn arithmetic_nmr_is_the_mean_of_item_nmrs_and_its_gradient_is_exact() {
+    let levels = [1.0, 0.01];
+    let (students, targets) = case_with_levels(2, 5000, &levels);
+    let loss = |p| {
+        FineTuneLoss::new(44_100.0, LossWeights::default(), PreEmphasis::Lowpass)
+            .unwrap()
+            .with_nmr_pooling(p)
+    };
+    let item_nmr = |b: usize| {
+        loss(NmrPooling::Geometric)
+            .batch(&[&students[b]], &[&targets[b]], &mut Vec::new(), None)
+            .unwrap()
+            .nmr
+    };
+    let (n0, n1) = (item_nmr(0), item_nmr(1));
+    let sr: Vec<&[f64]> = students.iter().map(|v| v.as_slice()).collect();
+    let tr: Vec<&[f64]> = targets.iter().map(|v| v.as_slice()).collect();
+    let batch = |p| loss(p).batch(&sr, &tr, &mut Vec::new(), None).unwrap().nmr;
+    let arithmetic = batch(NmrPooling::Arithmetic);
+    assert!((arithmetic - 0.5 * (n0 + n1)).abs() < 1e-14 * arithmetic);
+    let geometric = batch(NmrPooling::Geometric);
+    assert!((geometric - (n0 * n1).sqrt()).abs() < 1e-12 * geometric);
+    for esr_pooling in [EsrPooling::Batch, EsrPooling::PerItem] {
+        let worst = check_pooled(
+            PreEmphasis::Lowpass,
+            LossWeights::default(),
+            esr_pooling,
+            NmrPooling::Arithmetic,
+            &levels,
+        );
+        assert!(worst < 1e-6, "{esr_pooling:?}: {worst}");
+    }
 }
 
 #[test]

@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::check;
 
-use crate::loss::{LossWeights, PreEmphasis};
+use crate::dsp::tones::ToneLevels;
+use crate::loss::{EsrPooling, LossWeights, NmrPooling, PreEmphasis};
 use crate::train::adam::AdamConfig;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::finetune::{
@@ -130,6 +131,18 @@ pub struct Args {
     /// Weight of the DC term.
     #[arg(long, default_value_t = 1.0)]
     pub dc_weight: f64,
+    /// Training tone levels: `linear` (the paper's amplitude U(0, 1)) or `db:MIN` (the level
+    /// in dB uniform from MIN to 0 dBFS, e.g. `db:-40`: quiet tones as often as loud ones).
+    #[arg(long, value_parser = parse_tone_levels, value_name = "linear|db:MIN")]
+    pub tone_levels: Option<ToneLevels>,
+    /// How the ESR term pools the batch: `batch` (the paper's, loud tones dominate) or
+    /// `item` (the mean of every tone's own ESR).
+    #[arg(long, value_enum)]
+    pub esr_pooling: Option<EsrPoolingArg>,
+    /// How the NMR term pools the batch: `geometric` (the paper's, every tone alike in dB)
+    /// or `arithmetic` (the tones that alias most dominate, as in the sine-set mean).
+    #[arg(long, value_enum)]
+    pub nmr_pooling: Option<NmrPoolingArg>,
     /// Pre-emphasis filter applied to target and prediction before the loss.
     #[arg(long, value_enum, default_value = "lowpass")]
     pub pre_emphasis: PreEmphasisArg,
@@ -164,6 +177,37 @@ pub struct Args {
     /// Print no progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--esr-pooling` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum EsrPoolingArg {
+    Batch,
+    Item,
+}
+
+/// `--nmr-pooling` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum NmrPoolingArg {
+    Geometric,
+    Arithmetic,
+}
+
+/// Parses `--tone-levels`: `linear` or `db:MIN` (MIN in dBFS, below 0).
+fn parse_tone_levels(s: &str) -> Result<ToneLevels, String> {
+    if s == "linear" {
+        return Ok(ToneLevels::Uniform);
+    }
+    let min_db: f64 = s
+        .strip_prefix("db:")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{s:?}: give `linear` or `db:MIN` (e.g. db:-40)"))?;
+    let levels = ToneLevels::LogUniform {
+        min_db,
+        max_db: 0.0,
+    };
+    levels.check()?;
+    Ok(levels)
 }
 
 /// What the run will do, said before it starts: the preset, the learning-rate schedule, the
@@ -251,6 +295,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("patience", "--patience"),
     ("max_esr_t_db", "--max-esr-t"),
     ("weight_average", "--weight-average"),
+    ("tone_levels", "--tone-levels"),
 ];
 
 /// Signal numbers as `usize` (what `signal_hook::flag::register_usize` stores).
@@ -423,6 +468,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             nmr: args.nmr_weight,
             dc: args.dc_weight,
         },
+        esr_pooling: match args.esr_pooling {
+            None => base.esr_pooling,
+            Some(EsrPoolingArg::Batch) => EsrPooling::Batch,
+            Some(EsrPoolingArg::Item) => EsrPooling::PerItem,
+        },
+        nmr_pooling: match args.nmr_pooling {
+            None => base.nmr_pooling,
+            Some(NmrPoolingArg::Geometric) => NmrPooling::Geometric,
+            Some(NmrPoolingArg::Arithmetic) => NmrPooling::Arithmetic,
+        },
+        tone_levels: args.tone_levels.unwrap_or(base.tone_levels),
         pre_emphasis: match args.pre_emphasis {
             PreEmphasisArg::Lowpass => PreEmphasis::Lowpass,
             PreEmphasisArg::None => PreEmphasis::None,

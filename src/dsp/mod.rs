@@ -13,4 +13,4 @@ pub mod window;
 pub use fir::ZeroPhaseFir;
 pub use harmonics::{HarmonicAnalyzer, Harmonics};
 pub use stft::{Stft, StftScratch};
-pub use tones::{eval_sine_set, midi_to_hz, EvalTone, Tone, ToneGenerator};
+pub use tones::{eval_sine_set, midi_to_hz, EvalTone, Tone, ToneGenerator, ToneLevels};

@@ -44,13 +44,58 @@ impl Tone {
     }
 }
 
-/// Seeded generator of training tones (eqs. 4–5): `A ~ U(0, 1)`, `phi ~ U(0, 2 pi)`,
-/// `l ~ U(21, 127)` real-valued, `f0 = 440 * 2^((l - 69)/12)`.
+/// How the training tones' amplitudes are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ToneLevels {
+    /// The paper's eq. 4: `A ~ U(0, 1)`, linear (half the tones above -6 dBFS, 1.6 % below
+    /// -36 dBFS).
+    #[default]
+    Uniform,
+    /// The level in dB uniform: `A = 10^(L / 20)`, `L ~ U(min_db, max_db)`, so that quiet
+    /// tones are trained as often as loud ones (the evaluation's -36 dBFS tones are otherwise
+    /// almost never seen).
+    LogUniform { min_db: f64, max_db: f64 },
+}
+
+impl ToneLevels {
+    /// The amplitude for a uniform draw `u` in `[0, 1)`.
+    fn amplitude(&self, u: f64) -> f64 {
+        match *self {
+            ToneLevels::Uniform => u,
+            ToneLevels::LogUniform { min_db, max_db } => {
+                10f64.powf((min_db + u * (max_db - min_db)) / 20.0)
+            }
+        }
+    }
+
+    /// Checks the range; the message states the accepted one.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            ToneLevels::Uniform => Ok(()),
+            ToneLevels::LogUniform { min_db, max_db } => {
+                if min_db.is_finite() && max_db.is_finite() && min_db < max_db && max_db <= 0.0 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "tone levels from {min_db} to {max_db} dBFS: give finite levels with \
+                         min < max <= 0 dBFS"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Seeded generator of training tones (eqs. 4–5): `A ~ U(0, 1)` (or another
+/// [`ToneLevels`]), `phi ~ U(0, 2 pi)`, `l ~ U(21, 127)` real-valued,
+/// `f0 = 440 * 2^((l - 69)/12)`. Every tone takes the same three draws whatever the level
+/// distribution, so a stream's position is its tone count.
 #[derive(Clone, Debug)]
 pub struct ToneGenerator {
     rng: ChaCha8Rng,
     /// Range of the uniform MIDI note `l` (eq. 5: 21 to 127).
     midi: (f64, f64),
+    levels: ToneLevels,
 }
 
 impl ToneGenerator {
@@ -59,6 +104,7 @@ impl ToneGenerator {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             midi: (21.0, 127.0),
+            levels: ToneLevels::Uniform,
         }
     }
 
@@ -67,7 +113,14 @@ impl ToneGenerator {
         Self {
             rng,
             midi: (21.0, 127.0),
+            levels: ToneLevels::Uniform,
         }
+    }
+
+    /// Draws the amplitudes from `levels` instead of eq. 4's `U(0, 1)`.
+    pub fn with_levels(mut self, levels: ToneLevels) -> Self {
+        self.levels = levels;
+        self
     }
 
     /// Keeps the notes below `max_hz` (for sample rates where eq. 5's upper note, 12.5 kHz,
@@ -85,7 +138,7 @@ impl ToneGenerator {
 
     /// The next random tone.
     pub fn next_tone(&mut self) -> Tone {
-        let amplitude = self.rng.gen_range(0.0..1.0);
+        let amplitude = self.levels.amplitude(self.rng.gen_range(0.0..1.0));
         let phase = self.rng.gen_range(0.0..2.0 * PI);
         let l = self.rng.gen_range(self.midi.0..self.midi.1);
         Tone {
@@ -211,6 +264,50 @@ impl InputNoise {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Log-uniform levels: the dB values of 20,000 draws are uniform on [-40, 0] (their mean
+    /// -20 within 0.3 dB, 4.5 standard errors of the mean of U(-40, 0); a quarter below -30
+    /// within 1.5 %), the phases and notes are the paper generator's draws for the same seed
+    /// (the stream advances by the same three draws per tone) and the amplitude is the same
+    /// uniform number mapped through 10^(L/20).
+    #[test]
+    fn log_uniform_levels_keep_the_stream_and_spread_the_levels() {
+        let levels = ToneLevels::LogUniform {
+            min_db: -40.0,
+            max_db: 0.0,
+        };
+        let mut paper = ToneGenerator::new(7);
+        let mut log = ToneGenerator::new(7).with_levels(levels);
+        let n = 20_000;
+        let (mut sum_db, mut below) = (0.0, 0);
+        for _ in 0..n {
+            let (a, b) = (paper.next_tone(), log.next_tone());
+            assert_eq!((a.f0, a.phase), (b.f0, b.phase));
+            let db = 20.0 * b.amplitude.log10();
+            assert!(
+                (db - (-40.0 + 40.0 * a.amplitude)).abs() < 1e-9,
+                "{db} vs {}",
+                a.amplitude
+            );
+            sum_db += db;
+            below += usize::from(db < -30.0);
+        }
+        assert!((sum_db / n as f64 + 20.0).abs() < 0.3);
+        assert!((below as f64 / n as f64 - 0.25).abs() < 0.015);
+        assert!(ToneLevels::LogUniform {
+            min_db: -10.0,
+            max_db: 3.0
+        }
+        .check()
+        .is_err());
+        assert!(ToneLevels::LogUniform {
+            min_db: -10.0,
+            max_db: -20.0
+        }
+        .check()
+        .is_err());
+        assert!(levels.check().is_ok());
+    }
 
     #[test]
     fn eval_set_has_264_tones_with_the_right_frequencies() {

@@ -6,7 +6,9 @@
 //! # The fine-tuning loss
 //! Per TBPTT frame, on low-passed student outputs `p_b` and alias-free teacher targets `t_b`:
 //! `L = w_esr ESR + w_nmr NMR_lin + w_dc DC`, ESR and DC over the whole batch frame and
-//! `NMR_lin = 10^(mean_b NMR_dB_b / 10)`. The work splits into three steps so that the caller
+//! `NMR_lin = 10^(mean_b NMR_dB_b / 10)` (the ESR may instead be the mean of per-item ESRs,
+//! [`EsrPooling::PerItem`], a departure from the paper offered for faster training). The
+//! work splits into three steps so that the caller
 //! can run items on its own threads:
 //! 1. [`FineTuneLoss::item_forward`] per item (parallel): pre-emphasis, partial sums, NMR and
 //!    its gradient;
@@ -43,6 +45,34 @@ pub enum PreEmphasis {
     None,
 }
 
+/// How the ESR term pools the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EsrPooling {
+    /// The paper's (spec sec. 4): `sum (t - p)^2 / sum t^2` over the whole batch frame, so
+    /// loud tones dominate and a quiet tone's error hardly counts.
+    #[default]
+    Batch,
+    /// The mean over the items of each item's own ESR: every tone's tone error counts alike,
+    /// whatever its level (as the per-tone ESR-T of the evaluation does).
+    PerItem,
+}
+
+/// How the NMR term pools the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NmrPooling {
+    /// The paper's (spec sec. 4): `10^(mean_b NMR_dB_b / 10)`, the geometric mean, so every
+    /// tone's NMR counts alike in dB (a clean tone made cleaner as much as an aliasing one).
+    #[default]
+    Geometric,
+    /// The arithmetic mean of the linear NMRs: the tones that alias most dominate, as they do
+    /// in the evaluation's 10·log10 of the mean over the sine set.
+    Arithmetic,
+}
+
+/// The smallest mean square of a target in a per-item ESR (-100 dBFS RMS), so that a
+/// near-silent tone cannot make its ESR unbounded.
+const PER_ITEM_MIN_MEAN_SQUARE: f64 = 1e-10;
+
 /// Weights of the loss terms. The default is the published runs' 0.5 / 0.5 / 1 (spec sec. 4);
 /// the paper's eq. 17 is 1 / 1 / 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +99,8 @@ impl Default for LossWeights {
 #[derive(Clone, Debug)]
 pub struct FineTuneLoss {
     weights: LossWeights,
+    esr_pooling: EsrPooling,
+    nmr_pooling: NmrPooling,
     fir: Option<ZeroPhaseFir>,
     nmr: Nmr,
 }
@@ -101,7 +133,7 @@ pub struct BatchLoss {
     pub value: f64,
     /// ESR over the batch frame.
     pub esr: f64,
-    /// `NMR_lin = 10^(mean_b NMR_dB_b / 10)`.
+    /// `NMR_lin = 10^(mean_b NMR_dB_b / 10)` (or the arithmetic mean, [`NmrPooling`]).
     pub nmr: f64,
     /// DC loss over the batch frame.
     pub dc: f64,
@@ -109,6 +141,11 @@ pub struct BatchLoss {
     t2: f64,
     mean_err: f64,
     n_total: f64,
+}
+
+/// `sum t^2` of an item, floored for [`EsrPooling::PerItem`].
+fn item_energy(w: &ItemWork) -> f64 {
+    w.t2.max(PER_ITEM_MIN_MEAN_SQUARE * w.n as f64)
 }
 
 impl FineTuneLoss {
@@ -120,9 +157,23 @@ impl FineTuneLoss {
         };
         Ok(Self {
             weights,
+            esr_pooling: EsrPooling::Batch,
+            nmr_pooling: NmrPooling::Geometric,
             fir,
             nmr: Nmr::new(fs)?,
         })
+    }
+
+    /// Pools the ESR term as `pooling` says (default: the paper's [`EsrPooling::Batch`]).
+    pub fn with_esr_pooling(mut self, pooling: EsrPooling) -> Self {
+        self.esr_pooling = pooling;
+        self
+    }
+
+    /// Pools the NMR term as `pooling` says (default: the paper's [`NmrPooling::Geometric`]).
+    pub fn with_nmr_pooling(mut self, pooling: NmrPooling) -> Self {
+        self.nmr_pooling = pooling;
+        self
     }
 
     /// The weights.
@@ -192,7 +243,10 @@ impl FineTuneLoss {
     /// Step 2: the batch loss from the items' partial results.
     pub fn combine<'a>(&self, items: impl IntoIterator<Item = &'a ItemWork>) -> BatchLoss {
         let (mut err2, mut t2, mut err, mut n, mut log_nmr, mut b) = (0.0, 0.0, 0.0, 0, 0.0, 0);
+        let (mut item_esr, mut item_nmr) = (0.0, 0.0);
         for w in items {
+            item_nmr += w.nmr;
+            item_esr += w.err2 / item_energy(w);
             err2 += w.err2;
             t2 += w.t2;
             err += w.err;
@@ -201,11 +255,17 @@ impl FineTuneLoss {
             b += 1;
         }
         let n_total = n as f64;
-        let esr = err2 / t2;
+        let esr = match self.esr_pooling {
+            EsrPooling::Batch => err2 / t2,
+            EsrPooling::PerItem => item_esr / b as f64,
+        };
         let mean_err = err / n_total;
         let dc = mean_err * mean_err / (t2 / n_total);
         // 10^(mean_b 10 log10 NMR_b / 10) = exp(mean_b ln NMR_b).
-        let nmr = (log_nmr / b as f64).exp();
+        let nmr = match self.nmr_pooling {
+            NmrPooling::Geometric => (log_nmr / b as f64).exp(),
+            NmrPooling::Arithmetic => item_nmr / b as f64,
+        };
         let wt = self.weights;
         BatchLoss {
             value: wt.esr * esr + wt.nmr * nmr + wt.dc * dc,
@@ -224,13 +284,17 @@ impl FineTuneLoss {
         assert_eq!(grad.len(), w.n);
         let wt = self.weights;
         // ESR: -2 (t - p) / sum t^2; DC: -2 mean(t - p) / (n mean(t^2)) (spec sec. 8).
-        let c_esr = -2.0 * wt.esr / batch.t2;
+        let c_esr = match self.esr_pooling {
+            EsrPooling::Batch => -2.0 * wt.esr / batch.t2,
+            // d/dp of mean_b ESR_b: -2 (t - p) / (B sum t_b^2).
+            EsrPooling::PerItem => -2.0 * wt.esr / (batch.items as f64 * item_energy(w)),
+        };
         let c_dc = -2.0 * wt.dc * batch.mean_err / (batch.n_total * (batch.t2 / batch.n_total));
         // dNMR_lin/dNMR_b = NMR_lin / (B NMR_b).
-        let c_nmr = if wt.nmr != 0.0 {
-            wt.nmr * batch.nmr / (batch.items as f64 * w.nmr)
-        } else {
-            0.0
+        let c_nmr = match self.nmr_pooling {
+            _ if wt.nmr == 0.0 => 0.0,
+            NmrPooling::Geometric => wt.nmr * batch.nmr / (batch.items as f64 * w.nmr),
+            NmrPooling::Arithmetic => wt.nmr / batch.items as f64,
         };
         let gp: &mut [f64] = if self.fir.is_some() {
             w.g.resize(w.n, 0.0);

@@ -35,10 +35,12 @@ use super::checkpoint::{Checkpoint, RngState, CHECKPOINT_VERSION};
 use super::lr::{LrDecay, LrSchedule};
 use crate::dsp::harmonics::HarmonicAnalyzer;
 use crate::dsp::tones::{
-    eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator, EVAL_MIN_RATE,
+    eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator, ToneLevels, EVAL_MIN_RATE,
 };
 use crate::loss::metrics::{AnalysedTone, SineSetAnalyzer};
-use crate::loss::{BatchLoss, FineTuneLoss, ItemWork, LossWeights, PreEmphasis};
+use crate::loss::{
+    BatchLoss, EsrPooling, FineTuneLoss, ItemWork, LossWeights, NmrPooling, PreEmphasis,
+};
 use crate::models::rnn_train::{RnnState, RnnTape, RnnTrainer};
 use crate::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
 use crate::models::{cast_vec, Network, Real};
@@ -63,6 +65,12 @@ pub struct FinetuneConfig {
     pub tone_seconds: Option<f64>,
     pub frame_seconds: Option<f64>,
     pub weights: LossWeights,
+    /// How the ESR term pools the batch (paper: over the whole batch frame).
+    pub esr_pooling: EsrPooling,
+    /// How the NMR term pools the batch (paper: the geometric mean).
+    pub nmr_pooling: NmrPooling,
+    /// How the training tones' amplitudes are drawn (paper eq. 4: `U(0, 1)`).
+    pub tone_levels: ToneLevels,
     pub pre_emphasis: PreEmphasis,
     /// Adam's settings; `adam.lr` is the peak rate of `lr_schedule`.
     pub adam: AdamConfig,
@@ -102,6 +110,9 @@ impl Default for FinetuneConfig {
             tone_seconds: None,
             frame_seconds: None,
             weights: LossWeights::default(),
+            esr_pooling: EsrPooling::Batch,
+            nmr_pooling: NmrPooling::Geometric,
+            tone_levels: ToneLevels::Uniform,
             pre_emphasis: PreEmphasis::Lowpass,
             adam: AdamConfig::default(),
             lr_schedule: LrSchedule::CONSTANT,
@@ -240,6 +251,7 @@ fn check_settings(c: &FinetuneConfig) -> Result<()> {
         ));
     }
     c.lr_schedule.check().map_err(|m| bad("lr_schedule", m))?;
+    c.tone_levels.check().map_err(|m| bad("tone_levels", m))?;
     if c.weight_average.is_some_and(|b| !(0.0..1.0).contains(&b)) {
         return Err(bad(
             "weight_average",
@@ -620,7 +632,9 @@ impl Finetuner {
         Ok(Finetuner {
             sample_rate: fs,
             student: teacher.clone(),
-            loss: FineTuneLoss::new(fs, config.weights, config.pre_emphasis)?,
+            loss: FineTuneLoss::new(fs, config.weights, config.pre_emphasis)?
+                .with_esr_pooling(config.esr_pooling)
+                .with_nmr_pooling(config.nmr_pooling),
             analyzer: HarmonicAnalyzer::new(schedule.analysed, fs)?,
             validation: Validation::new(
                 teacher,
@@ -629,7 +643,9 @@ impl Finetuner {
                 config.validation_knob_points,
             )?,
             adam: Adam::new(teacher.num_params(), config.adam),
-            tones: ToneGenerator::new(config.seed).below(0.45 * fs),
+            tones: ToneGenerator::new(config.seed)
+                .below(0.45 * fs)
+                .with_levels(config.tone_levels),
             teacher: teacher.clone(),
             schedule,
             step: 0,
@@ -668,12 +684,15 @@ impl Finetuner {
             .map(|(i, v)| v * (1.0 + (i % 97) as f64))
             .sum();
         format!(
-            "seed={} fs={} tones={} sched={:?} w={:?} pre={:?} adam={:?} lr={:?} avg={:?} guard={:?} prec={:?} threads={} val={}{} teacher={:e}/{}",
+            "seed={} fs={} tones={} sched={:?} w={:?} esr={:?} nmr={:?} levels={:?} pre={:?} adam={:?} lr={:?} avg={:?} guard={:?} prec={:?} threads={} val={}{} teacher={:e}/{}",
             c.seed,
             self.sample_rate,
             c.tones_per_epoch,
             self.schedule,
             c.weights,
+            c.esr_pooling,
+            c.nmr_pooling,
+            c.tone_levels,
             c.pre_emphasis,
             c.adam,
             c.lr_schedule,
@@ -732,7 +751,9 @@ impl Finetuner {
         self.check_checkpoint(ck)?;
         self.student.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
-        self.tones = ToneGenerator::from_rng(ck.rng.restore()).below(0.45 * self.sample_rate);
+        self.tones = ToneGenerator::from_rng(ck.rng.restore())
+            .below(0.45 * self.sample_rate)
+            .with_levels(self.config.tone_levels);
         self.step = ck.step;
         self.epoch = ck.epoch;
         self.batch_in_epoch = ck.batch_in_epoch;
@@ -767,7 +788,9 @@ impl Finetuner {
 
     /// A fresh tone generator of this run.
     fn tone_generator(&self) -> ToneGenerator {
-        ToneGenerator::new(self.config.seed).below(0.45 * self.sample_rate)
+        ToneGenerator::new(self.config.seed)
+            .below(0.45 * self.sample_rate)
+            .with_levels(self.config.tone_levels)
     }
 
     /// Checks a checkpoint's fields against each other and against this run: the network's
