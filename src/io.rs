@@ -9,8 +9,9 @@
 //!   no output may be the same file as an input or as another output (compared by file
 //!   identity, device and inode, or the canonical path of a file not yet created), each folder
 //!   must exist, and each output is locked (`.NAME.lock` beside it) so that a second run writing
-//!   the same file stops with a clear message. Taking the lock also removes the temporary files
-//!   a killed writer of that output left behind.
+//!   the same file stops with a clear message ([`Outputs::try_claim`] and
+//!   [`Outputs::claim_waiting`] let a batch skip or wait instead). Taking the lock also removes
+//!   the temporary files a killed writer of that output left behind.
 //! - [`write_together`]: files that belong together (a model and its report) written so that
 //!   a reader who finds the last one always finds the others complete.
 
@@ -376,6 +377,12 @@ impl Outputs {
     /// Checks every output (replaceable, its folder exists, not the same file as an input or
     /// another output) and locks each one; the locks last as long as the returned value.
     pub fn claim(&self) -> Result<OutputLocks> {
+        self.claim_checks()?;
+        self.lock_all()?.map_err(Error::InvalidArgument)
+    }
+
+    /// The checks of [`Outputs::claim`], before any lock.
+    fn claim_checks(&self) -> Result<()> {
         let mut ids: Vec<(FileId, &Role)> = Vec::new();
         for o in &self.outputs {
             check_replaceable(&o.path)?;
@@ -401,11 +408,45 @@ impl Outputs {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// As [`Outputs::claim`], but an output that another run is writing is not an error:
+    /// `Ok(None)`, holding no lock (a batch moves on to another model and comes back later).
+    pub fn try_claim(&self) -> Result<Option<OutputLocks>> {
+        self.claim_checks()?;
+        Ok(self.lock_all()?.ok())
+    }
+
+    /// As [`Outputs::claim`], but waits (polling every `poll`) while another run holds an
+    /// output; `Ok(None)` when `stop` is set before the locks are taken.
+    pub fn claim_waiting(
+        &self,
+        poll: std::time::Duration,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<OutputLocks>> {
+        loop {
+            if let Some(l) = self.try_claim()? {
+                return Ok(Some(l));
+            }
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(None);
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// Locks every output, or none: `Ok(Err(message))` when another run holds one.
+    fn lock_all(&self) -> Result<std::result::Result<OutputLocks, String>> {
         let mut locks = Vec::new();
         for o in &self.outputs {
-            locks.push(Lock::acquire(o)?);
+            match Lock::acquire(o)? {
+                Ok(l) => locks.push(l),
+                // The locks taken so far are released as `locks` drops.
+                Err(busy) => return Ok(Err(busy)),
+            }
         }
-        Ok(OutputLocks { _locks: locks })
+        Ok(Ok(OutputLocks { _locks: locks }))
     }
 }
 
@@ -424,7 +465,8 @@ struct Lock {
 }
 
 impl Lock {
-    fn acquire(target: &Role) -> Result<Lock> {
+    /// The lock, or `Ok(Err(message))` when another process holds it.
+    fn acquire(target: &Role) -> Result<std::result::Result<Lock, String>> {
         let (dir, name) = split_output(&target.path)?;
         let path = dir.join(format!(".{name}.lock"));
         loop {
@@ -454,7 +496,7 @@ impl Lock {
                     } else {
                         format!(" (process {holder})")
                     };
-                    return Err(Error::InvalidArgument(format!(
+                    return Ok(Err(format!(
                         "{} is being written by another dealias run{who}; wait for it to \
                          finish or choose another output path",
                         target.describe()
@@ -470,7 +512,7 @@ impl Lock {
             file.set_len(0).map_err(|e| Error::io(&path, e))?;
             let _ = write!(file, "{}", std::process::id());
             remove_stale_temporaries(&dir, &name);
-            return Ok(Lock { path, _file: file });
+            return Ok(Ok(Lock { path, _file: file }));
         }
     }
 }
@@ -635,6 +677,24 @@ mod tests {
         drop(first);
         assert!(!lock.exists());
         Outputs::new().output(&p, "-o").claim().unwrap();
+    }
+
+    /// `try_claim` answers `None` while another claim holds any of the outputs, and takes
+    /// none of them then; `claim_waiting` gives up when told to stop.
+    #[test]
+    fn try_claim_skips_held_outputs_and_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        let held = Outputs::new().output(&b, "-o").claim().unwrap();
+        let both = Outputs::new().output(&a, "-o").output(&b, "--report");
+        assert!(both.try_claim().unwrap().is_none());
+        // `a` was released again: another run can take it.
+        drop(Outputs::new().output(&a, "-o").claim().unwrap());
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        let wait = std::time::Duration::from_millis(1);
+        assert!(both.claim_waiting(wait, &stop).unwrap().is_none());
+        drop(held);
+        assert!(both.try_claim().unwrap().is_some());
     }
 
     /// Temporary files left by a killed write are removed by the next claim of that output,

@@ -59,6 +59,23 @@ pub struct Args {
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Checkpoint file (default: OUT with ".checkpoint.json" appended).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint of an interrupted run with the same settings.
+    #[arg(long, conflicts_with = "restart")]
+    pub resume: bool,
+    /// Start afresh even though the checkpoint file exists (it is replaced).
+    #[arg(long)]
+    pub restart: bool,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// The settings of a fine-tuning run: every option of `dealias finetune` but the files, shared
+/// with `dealias batch` (which applies them to every model).
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
     #[command(flatten)]
     pub slim: super::SlimArgs,
     /// Stop after this many optimiser steps.
@@ -155,18 +172,9 @@ pub struct Args {
     /// Sample rate for a model file that states none (default: its format's standard rate).
     #[arg(long = "rate", value_name = "HZ")]
     pub sample_rate: Option<f64>,
-    /// Checkpoint file (default: OUT with ".checkpoint.json" appended).
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Minutes between checkpoints.
+    /// Minutes between checkpoints (fractions allowed).
     #[arg(long, default_value_t = 5.0)]
     pub checkpoint_minutes: f64,
-    /// Continue from the checkpoint of an interrupted run with the same settings.
-    #[arg(long, conflicts_with = "restart")]
-    pub resume: bool,
-    /// Start afresh even though the checkpoint file exists (it is replaced).
-    #[arg(long)]
-    pub restart: bool,
     /// Every how many semitones of the evaluation sine set the validation uses.
     #[arg(long, default_value_t = 3)]
     pub validation_stride: usize,
@@ -339,78 +347,189 @@ fn signal_name(sig: usize) -> &'static str {
     }
 }
 
+/// Option values of [`TrainArgs`] checked before any file is read or written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Checked {
+    max_duration: Option<std::time::Duration>,
+    checkpoint_interval: std::time::Duration,
+}
+
+impl TrainArgs {
+    /// Checks every option (each error names the option and its range).
+    pub(crate) fn check(&self) -> anyhow::Result<Checked> {
+        let max_duration = self
+            .minutes
+            .map(|m| check::minutes("--minutes", m))
+            .transpose()?;
+        let checkpoint_interval = check::minutes("--checkpoint-minutes", self.checkpoint_minutes)?;
+        if let Some(s) = self.steps {
+            check::count("--steps", s as usize, None)?;
+        }
+        if let Some(e) = self.epochs {
+            check::count("--epochs", e, None)?;
+        }
+        check::count("--tones-per-epoch", self.tones_per_epoch, None)?;
+        if let Some(v) = self.validate_every {
+            check::count("--validate-every", v, None)?;
+        }
+        if let Some(t) = self.threads {
+            check::count(
+                "--threads",
+                t,
+                Some((
+                    check::MAX_THREADS,
+                    "more threads than that only cost memory",
+                )),
+            )?;
+        }
+        check::rate("--rate", self.sample_rate)?;
+        Ok(Checked {
+            max_duration,
+            checkpoint_interval,
+        })
+    }
+}
+
+/// The files of one fine-tuning run: the model read, and the report, HTML report, checkpoint
+/// and student written beside the output.
+#[derive(Clone, Debug)]
+pub(crate) struct RunFiles {
+    pub model: PathBuf,
+    pub output: PathBuf,
+    pub report: PathBuf,
+    pub html: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+impl RunFiles {
+    /// The files of a run of `model` into `output` (the checkpoint beside it by default).
+    pub(crate) fn new(model: &Path, output: &Path, checkpoint: Option<&Path>) -> Self {
+        use crate::train::batch;
+        RunFiles {
+            model: model.to_path_buf(),
+            output: output.to_path_buf(),
+            report: batch::report_path(output),
+            html: batch::html_path(output),
+            checkpoint: checkpoint
+                .map_or_else(|| batch::checkpoint_path(output), Path::to_path_buf),
+        }
+    }
+
+    /// The checks and locks of these files: no output may be the input or another output,
+    /// every folder must be writable, and each output is locked for the run.
+    pub(crate) fn outputs(&self) -> crate::io::Outputs {
+        crate::io::Outputs::new()
+            .input(&self.model, "MODEL")
+            .output(&self.output, "the output model")
+            .output(&self.report, "the report")
+            .output(&self.html, "the HTML report")
+            .output(&self.checkpoint, "the checkpoint")
+    }
+}
+
+/// The stop flag that SIGINT and SIGTERM set, and which of them did; installed once per
+/// process (a batch runs many models under one).
+pub(crate) struct Interrupt {
+    pub stop: Arc<AtomicBool>,
+    signal: Arc<AtomicUsize>,
+}
+
+impl Interrupt {
+    /// Installs the signal handlers (see [`install_signal_handlers`]).
+    pub(crate) fn install() -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let signal = install_signal_handlers(&stop)?;
+        Ok(Interrupt { stop, signal })
+    }
+
+    /// The signal received (0: none).
+    pub(crate) fn signal(&self) -> usize {
+        self.signal.load(Ordering::SeqCst)
+    }
+
+    /// Whether a stop was asked for.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The exit status a shell gives a process ended by the signal received: 128 + signal,
+    /// or 0 when there was none.
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self.signal() {
+            0 => ExitCode::SUCCESS,
+            s => ExitCode::from(128 + s as u8),
+        }
+    }
+
+    /// Words for the signal received.
+    pub(crate) fn name(&self) -> &'static str {
+        signal_name(self.signal())
+    }
+}
+
+/// How a fine-tuning run ended, when it did not fail.
+#[derive(Clone, Debug)]
+pub(crate) struct RunEnd {
+    /// Written: the before/after numbers of the student (`None`: the run was interrupted
+    /// before its first step and wrote nothing).
+    pub scores: Option<crate::train::batch::Scores>,
+    /// Interrupted by a signal: the output, if any, is the best student of a partial run and
+    /// the checkpoint continues it.
+    pub interrupted: bool,
+}
+
 /// Runs `dealias finetune`. Exits with 130 (SIGINT) or 143 (SIGTERM) when interrupted, after
 /// saying what was written.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Every option first, before any file is read or written.
-    let max_duration = args
-        .minutes
-        .map(|m| check::minutes("--minutes", m))
-        .transpose()?;
-    let checkpoint_interval = check::minutes("--checkpoint-minutes", args.checkpoint_minutes)?;
-    if let Some(s) = args.steps {
-        check::count("--steps", s as usize, None)?;
-    }
-    if let Some(e) = args.epochs {
-        check::count("--epochs", e, None)?;
-    }
-    check::count("--tones-per-epoch", args.tones_per_epoch, None)?;
-    if let Some(v) = args.validate_every {
-        check::count("--validate-every", v, None)?;
-    }
-    if let Some(t) = args.threads {
-        check::count(
-            "--threads",
-            t,
-            Some((
-                check::MAX_THREADS,
-                "more threads than that only cost memory",
-            )),
-        )?;
-    }
-    check::rate("--rate", args.sample_rate)?;
-
-    // Then the files: no output may be an input or another output, every folder must be
-    // writable, and each output is locked for this run.
+    let checked = args.train.check()?;
+    // Then the files, checked and locked together.
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| default_output(&args.model));
-    let report = with_suffix(&output, ".report.json");
-    let html = with_suffix(&output, ".report.html");
-    let checkpoint_path = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| with_suffix(&output, ".checkpoint.json"));
-    let _locks = crate::io::Outputs::new()
-        .input(&args.model, "MODEL")
-        .output(&output, "the output model")
-        .output(&report, "the report")
-        .output(&html, "the HTML report")
-        .output(&checkpoint_path, "the checkpoint")
-        .claim()?;
-    let checkpoint_exists = checkpoint_path.exists();
+    let files = RunFiles::new(&args.model, &output, args.checkpoint.as_deref());
+    let _locks = files.outputs().claim()?;
+    let checkpoint_exists = files.checkpoint.exists();
     if args.resume && !checkpoint_exists {
         bail!(
             "--resume: there is no checkpoint at {} (give the same -o / --checkpoint as the interrupted run)",
-            checkpoint_path.display()
+            files.checkpoint.display()
         );
     }
     if checkpoint_exists && !args.resume && !args.restart {
         bail!(
             "{} holds the checkpoint of an earlier run; continue that run with --resume, or start \
              afresh with --restart (which replaces it)",
-            checkpoint_path.display()
+            files.checkpoint.display()
         );
     }
+    let interrupt = Interrupt::install()?;
+    finetune_one(&args.train, &checked, &files, args.resume, &interrupt)?;
+    Ok(interrupt.exit_code())
+}
 
-    let (model, fs) = super::load_with_rate(&args.model, args.sample_rate)?;
+/// Fine-tunes one model: loads `files.model`, trains (from `files.checkpoint` when `resume`),
+/// prints the before/after summary and writes the report, the HTML report and the student.
+/// The caller has checked `train` ([`TrainArgs::check`]) and holds the locks of
+/// [`RunFiles::outputs`]. Fails when no student could be written (the model cannot be read or
+/// trained, the tone guard kept the teacher), unless the run was interrupted.
+pub(crate) fn finetune_one(
+    train: &TrainArgs,
+    checked: &Checked,
+    files: &RunFiles,
+    resume: bool,
+    interrupt: &Interrupt,
+) -> anyhow::Result<RunEnd> {
+    let model_path = &files.model;
+    let checkpoint_path = &files.checkpoint;
+    let (model, fs) = super::load_with_rate(model_path, train.sample_rate)?;
     if let Some(l) = model.licence() {
         if crate::formats::forbids_derivatives(&l) {
             eprintln!(
                 "warning: {} is licensed \"{l}\", which forbids derivative works; a fine-tuned \
                  student is one (the licence is carried into it unchanged)",
-                args.model.display()
+                model_path.display()
             );
         }
     }
@@ -429,22 +548,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!(
             "warning: {}: metadata.loudness and metadata.gain are carried into the student \
              unchanged, not recomputed for it (the plugin's Normalize uses loudness)",
-            args.model.display()
+            model_path.display()
         );
     }
     // A container: one submodel per run, written back into the container.
-    let model = match super::chosen_submodel(&model, &args.slim, &args.model)? {
+    let model = match super::chosen_submodel(&model, &train.slim, model_path)? {
         Some(i) => model.select_submodel(i)?,
         None if model.is_container() => bail!(
             "{} is a container of {} submodels; choose the one to fine-tune with --submodel N or \
              --slim VALUE (the others are written back unchanged; fine-tuning every submodel in \
              one run is not supported yet)",
-            args.model.display(),
+            model_path.display(),
             model.submodels.len()
         ),
         None => model,
     };
-    let threads = args
+    let threads = train
         .threads
         .unwrap_or_else(rayon::current_num_threads)
         .max(1);
@@ -452,90 +571,87 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .num_threads(threads)
         .build()
         .context("cannot start the worker threads")?;
-    let preset = match args.preset {
+    let preset = match train.preset {
         PresetArg::Fast => Preset::Fast,
         PresetArg::Paper => Preset::Paper,
     };
     let base = FinetuneConfig::preset(preset, &model.network);
     let config = FinetuneConfig {
-        seed: args.seed,
-        tones_per_epoch: args.tones_per_epoch,
-        batch_size: args.batch_size.or(base.batch_size),
-        tone_seconds: args.tone_seconds,
-        frame_seconds: args.frame_seconds,
+        seed: train.seed,
+        tones_per_epoch: train.tones_per_epoch,
+        batch_size: train.batch_size.or(base.batch_size),
+        tone_seconds: train.tone_seconds,
+        frame_seconds: train.frame_seconds,
         weights: LossWeights {
-            esr: args.esr_weight,
-            nmr: args.nmr_weight,
-            dc: args.dc_weight,
+            esr: train.esr_weight,
+            nmr: train.nmr_weight,
+            dc: train.dc_weight,
         },
-        esr_pooling: match args.esr_pooling {
+        esr_pooling: match train.esr_pooling {
             None => base.esr_pooling,
             Some(EsrPoolingArg::Batch) => EsrPooling::Batch,
             Some(EsrPoolingArg::Item) => EsrPooling::PerItem,
         },
-        nmr_pooling: match args.nmr_pooling {
+        nmr_pooling: match train.nmr_pooling {
             None => base.nmr_pooling,
             Some(NmrPoolingArg::Geometric) => NmrPooling::Geometric,
             Some(NmrPoolingArg::Arithmetic) => NmrPooling::Arithmetic,
         },
-        tone_levels: args.tone_levels.unwrap_or(base.tone_levels),
-        pre_emphasis: match args.pre_emphasis {
+        tone_levels: train.tone_levels.unwrap_or(base.tone_levels),
+        pre_emphasis: match train.pre_emphasis {
             PreEmphasisArg::Lowpass => PreEmphasis::Lowpass,
             PreEmphasisArg::None => PreEmphasis::None,
         },
         adam: AdamConfig {
-            lr: args.lr.unwrap_or(base.adam.lr),
+            lr: train.lr.unwrap_or(base.adam.lr),
             ..base.adam
         },
         lr_schedule: LrSchedule {
-            warmup_steps: args.warmup_steps.unwrap_or(base.lr_schedule.warmup_steps),
-            decay: match args.lr_decay {
+            warmup_steps: train.warmup_steps.unwrap_or(base.lr_schedule.warmup_steps),
+            decay: match train.lr_decay {
                 None => match base.lr_schedule.decay {
                     LrDecay::Cosine { .. } => LrDecay::Cosine {
-                        floor: args.lr_floor,
+                        floor: train.lr_floor,
                     },
                     d => d,
                 },
                 Some(LrDecayArg::Constant) => LrDecay::Constant,
                 Some(LrDecayArg::Cosine) => LrDecay::Cosine {
-                    floor: args.lr_floor,
+                    floor: train.lr_floor,
                 },
             },
         },
-        weight_average: args
+        weight_average: train
             .weight_average
             .map_or(base.weight_average, |b| (b > 0.0).then_some(b)),
-        precision: match args.precision {
+        precision: match train.precision {
             PrecisionArg::F64 => Precision::F64,
             PrecisionArg::F32 => Precision::F32,
         },
         threads,
-        max_steps: args.steps,
-        max_epochs: args.epochs.or(base.max_epochs),
+        max_steps: train.steps,
+        max_epochs: train.epochs.or(base.max_epochs),
         // A step limit alone replaces the preset's time budget.
-        max_duration: max_duration.or(if args.steps.is_some() {
+        max_duration: checked.max_duration.or(if train.steps.is_some() {
             None
         } else {
             base.max_duration
         }),
-        patience: args
+        patience: train
             .patience
             .map_or(base.patience, |p| (p > 0).then_some(p)),
-        max_esr_t_db: args.max_esr_t.or(base.max_esr_t_db),
-        validate_every_batches: args.validate_every.or(base.validate_every_batches),
-        validation_stride: args.validation_stride,
-        validation_knob_points: args.validation_knob_points,
+        max_esr_t_db: train.max_esr_t.or(base.max_esr_t_db),
+        validate_every_batches: train.validate_every.or(base.validate_every_batches),
+        validation_stride: train.validation_stride,
+        validation_knob_points: train.validation_knob_points,
         checkpoint_path: Some(checkpoint_path.clone()),
-        checkpoint_interval,
+        checkpoint_interval: checked.checkpoint_interval,
     };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let signal = install_signal_handlers(&stop)?;
 
     let (outcome, teacher) = pool.install(|| -> anyhow::Result<_> {
         let mut tuner = Finetuner::new(&model.network, fs, config.clone())
             .map_err(|e| check::name_settings(e, SETTINGS))?;
-        if args.resume {
+        if resume {
             let ck = Checkpoint::load(&checkpoint_path)?;
             tuner
                 .resume(&ck)
@@ -547,7 +663,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
         let sched = tuner.schedule();
-        super::notice(&plan(&config, sched.batch, args.preset));
+        super::notice(&plan(&config, sched.batch, train.preset));
         let steps_per_epoch = (sched.batches_per_epoch * sched.frames) as u64;
         // The bar's length: the step or epoch limit; with a time budget it follows the rate
         // measured so far (below), so that the ETA tracks the budget.
@@ -559,7 +675,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .flatten()
         .min()
         .unwrap_or(steps_per_epoch);
-        let bar = if args.quiet {
+        let bar = if train.quiet {
             ProgressBar::hidden()
         } else {
             ProgressBar::new(total)
@@ -584,12 +700,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             say(format!(
                 "{} knob input(s): each training tone at its own random knob setting in 0..1; validation at {} knob settings",
                 nk,
-                model.network.knob_grid(args.validation_knob_points.max(1)).len()
+                model.network.knob_grid(train.validation_knob_points.max(1)).len()
             ));
         }
         say(format!(
             "fine-tuning {} ({}, {} parameters) at {fs} Hz: batch {}, {} frames of {} samples per batch, {} threads",
-            args.model.display(),
+            model_path.display(),
             model.network.kind(),
             model.network.num_params(),
             sched.batch,
@@ -626,38 +742,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )),
             Event::Checkpoint { .. } => {}
         };
-        let outcome = tuner.run(&stop, &mut on_event)?;
+        let outcome = tuner.run(&interrupt.stop, &mut on_event)?;
         bar.finish_and_clear();
         Ok((outcome, model.network.clone()))
     })?;
 
-    let code = report_and_save(
-        &args,
-        &model,
-        &teacher,
-        &outcome,
-        [&output, &report, &checkpoint_path],
-        signal.load(Ordering::SeqCst),
-        fs,
-        &pool,
-    )?;
-    Ok(code)
+    report_and_save(
+        train, &model, &teacher, &outcome, files, interrupt, fs, &pool,
+    )
 }
 
-/// Prints the summary and writes the report and the student (in that order, see
-/// [`crate::io::write_together`]); says what was written. Returns the exit status: 0, or
-/// 128 + the signal that interrupted the run.
+/// Prints the summary and writes the report, the HTML report and the student (in that
+/// order, see [`crate::io::write_together`]: a student on disk always has its reports);
+/// says what was written.
 #[allow(clippy::too_many_arguments)]
 fn report_and_save(
-    args: &Args,
+    train: &TrainArgs,
     model: &crate::ModelFile,
     teacher: &crate::Network,
     outcome: &FinetuneOutcome,
-    [output, report, checkpoint_path]: [&Path; 3],
-    signal: usize,
+    files: &RunFiles,
+    interrupt: &Interrupt,
     fs: f64,
     pool: &rayon::ThreadPool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<RunEnd> {
+    let (output, report, checkpoint_path) = (&files.output, &files.report, &files.checkpoint);
+    let signal = interrupt.signal();
     let why = match outcome.stop {
         StopReason::MaxSteps => "step limit reached",
         StopReason::MaxEpochs => "epoch limit reached",
@@ -671,11 +781,7 @@ fn report_and_save(
         outcome.epochs,
         outcome.elapsed.as_secs_f64() / 60.0
     );
-    let code = if signal != 0 {
-        ExitCode::from(128 + signal as u8)
-    } else {
-        ExitCode::SUCCESS
-    };
+    let interrupted = signal != 0;
     if outcome.steps == 0 {
         // The "student" would be a copy of the teacher: write nothing that could pass for a
         // fine-tuned model, and drop the checkpoint of a run that never started.
@@ -685,9 +791,12 @@ fn report_and_save(
              ({} was not created)",
             output.display()
         );
-        if signal != 0 {
+        if interrupted {
             eprintln!("{msg}");
-            return Ok(code);
+            return Ok(RunEnd {
+                scores: None,
+                interrupted,
+            });
         }
         bail!("{msg}");
     }
@@ -700,13 +809,19 @@ fn report_and_save(
             .map(|v| v.esr_t_db)
             .fold(f64::INFINITY, f64::min);
         let msg = format!(
-            "no student kept the teacher's tone: every validation had ESR-T above the guard of              {} dB (the closest: {closest:.1} dB), so nothing was written and the teacher stays              as it is; try a lower --lr, a longer budget, or a looser --max-esr-t",
-            args.max_esr_t
+            "no student kept the teacher's tone: every validation had ESR-T above the guard of \
+             {} dB (the closest: {closest:.1} dB), so nothing was written and the teacher stays \
+             as it is; try a lower --lr, a longer budget, or a looser --max-esr-t",
+            train
+                .max_esr_t
                 .unwrap_or(crate::train::finetune::FAST_TONE_GUARD_DB)
         );
-        if signal != 0 {
+        if interrupted {
             eprintln!("{msg}");
-            return Ok(code);
+            return Ok(RunEnd {
+                scores: None,
+                interrupted,
+            });
         }
         bail!("{msg}");
     }
@@ -725,7 +840,7 @@ fn report_and_save(
     let note = serde_json::json!({
         "method": "teacher-student anti-aliasing fine-tuning (Carson, Wright & Bilbao, DAFx25)",
         "steps": outcome.steps,
-        "seed": args.seed,
+        "seed": train.seed,
         "nmr_s_db": summary.student.nmr_s_db,
         "esr_t_db": summary.esr_t_db,
         "complete": outcome.stop != StopReason::Interrupted,
@@ -751,9 +866,35 @@ fn report_and_save(
         })
         .collect();
     let report_bytes = serde_json::to_string_pretty(&json)?.into_bytes();
-    crate::io::write_together(&[(report, &report_bytes), (output, &model_bytes)])?;
-    eprintln!("wrote {} and {}", report.display(), output.display());
-    super::report::write_finetune_html(args, &teacher, &best, fs, &summary, &json, output, pool);
+    let html = pool.install(|| {
+        super::report::finetune_html(&files.model, &teacher, &best, fs, &summary, &json, output)
+    });
+    let html = match html {
+        Ok(h) => Some(h),
+        Err(e) => {
+            // The student is still worth having; an HTML report of an earlier run must not
+            // pass for this one's.
+            let _ = std::fs::remove_file(&files.html);
+            eprintln!(
+                "warning: the HTML report was not written ({e}); make it with `dealias report {} {}`",
+                files.model.display(),
+                output.display()
+            );
+            None
+        }
+    };
+    // The student last: whoever finds it finds its reports complete.
+    let mut written: Vec<(&Path, &[u8])> = vec![(report, &report_bytes)];
+    if let Some(h) = &html {
+        written.push((&files.html, h.as_bytes()));
+    }
+    written.push((output, &model_bytes));
+    crate::io::write_together(&written)?;
+    let names: Vec<String> = written
+        .iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    eprintln!("wrote {}", names.join(", "));
     if outcome.stop == StopReason::Interrupted {
         eprintln!(
             "{}: {} is the best student of a partial run ({} steps), not a finished one; continue \
@@ -764,5 +905,12 @@ fn report_and_save(
             checkpoint_path.display()
         );
     }
-    Ok(code)
+    Ok(RunEnd {
+        scores: Some(crate::train::batch::Scores {
+            nmr_s_before_db: Some(summary.teacher.nmr_s_db),
+            nmr_s_after_db: Some(summary.student.nmr_s_db),
+            esr_t_db: Some(summary.esr_t_db),
+        }),
+        interrupted,
+    })
 }

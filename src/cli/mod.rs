@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod analyze;
 pub mod audit;
+pub mod batch;
 mod check;
 pub mod compare;
 pub mod device;
@@ -42,6 +43,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Rank every model of a library (files and folders) by its sine-set aliasing.
     Audit(audit::Args),
+    /// Fine-tune every model of a library (files, folders, manifests; sharded for a scheduler).
+    Batch(batch::Args),
     /// Alias-free reference circuits: list them, or run one over a WAV file.
     Device(device::Args),
     /// Write a self-contained HTML report (figures, Table 1 row, audio) for a teacher and student.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => compare::run(a).map(|()| ExitCode::SUCCESS),
         Command::Analyze(a) => analyze::run(a).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Batch(a) => batch::run(a),
         Command::Device(a) => device::run(a).map(|()| ExitCode::SUCCESS),
         Command::Report(a) => report::run(a).map(|()| ExitCode::SUCCESS),
     };

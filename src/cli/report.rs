@@ -106,40 +106,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `OUTPUT.report.html` after a fine-tuning run, from the summary's sine-set results and
-/// the run's validation history. The student and its JSON report are already written, so a
-/// failure here is a warning that says how to make the report later.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn write_finetune_html(
-    args: &super::finetune::Args,
+/// The HTML report of a `finetune` run (written beside its output model, before it).
+pub(crate) fn finetune_html(
+    model: &Path,
     teacher: &crate::Network,
     student: &crate::Network,
     fs: f64,
     summary: &crate::eval::summary::Summary,
     report_json: &serde_json::Value,
     output: &Path,
-    pool: &rayon::ThreadPool,
-) {
-    let path = with_suffix(output, ".report.html");
-    let title = format!("dealias: {} → {}", args.model.display(), output.display());
-    let written = pool.install(|| -> crate::Result<()> {
-        let html = html_report(&ReportInputs {
-            title: &title,
-            fs,
-            teacher,
-            student,
-            sine_set: (&summary.reports.0, &summary.reports.1),
-            device: None,
-            curves: &curves_from_report(report_json),
-        })?;
-        crate::io::write_atomic(&path, html.as_bytes())
-    });
-    match written {
-        Ok(()) => eprintln!("wrote {}", path.display()),
-        Err(e) => eprintln!(
-            "warning: the HTML report was not written ({e}); make it with `dealias report {} {}`",
-            args.model.display(),
-            output.display()
-        ),
-    }
+) -> crate::Result<String> {
+    let title = format!("dealias: {} → {}", model.display(), output.display());
+    html_report(&ReportInputs {
+        title: &title,
+        fs,
+        teacher,
+        student,
+        sine_set: (&summary.reports.0, &summary.reports.1),
+        device: None,
+        curves: &curves_from_report(report_json),
+    })
 }

@@ -279,7 +279,7 @@ pub fn audit_json(items: &[AuditItem]) -> Value {
     })
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
