@@ -26,12 +26,12 @@ fn case_with_levels(items: usize, len: usize, levels: &[f64]) -> (Vec<Vec<f64>>,
     let fs = 44_100.0;
     let mut students = Vec::new();
     let mut targets = Vec::new();
-    for b in 0..items {
+    for (b, &level) in levels.iter().enumerate().take(items) {
         let f = 300.0 + 517.0 * b as f64;
         let t: Vec<f64> = (0..len)
-            .map(|n| levels[b] * (0.5 * (2.0 * PI * f * n as f64 / fs).sin() + 0.05))
+            .map(|n| level * (0.5 * (2.0 * PI * f * n as f64 / fs).sin() + 0.05))
             .collect();
-        let s: Vec<f64> = t.iter().map(|v| 0.9 * v + 0.02 * levels[b] * r()).collect();
+        let s: Vec<f64> = t.iter().map(|v| 0.9 * v + 0.02 * level * r()).collect();
         students.push(s);
         targets.push(t);
     }

@@ -652,7 +652,7 @@ pub(crate) fn finetune_one(
         let mut tuner = Finetuner::new(&model.network, fs, config.clone())
             .map_err(|e| check::name_settings(e, SETTINGS))?;
         if resume {
-            let ck = Checkpoint::load(&checkpoint_path)?;
+            let ck = Checkpoint::load(checkpoint_path)?;
             tuner
                 .resume(&ck)
                 .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
