@@ -278,13 +278,6 @@ fn default_output(model: &Path) -> PathBuf {
     model.with_file_name(format!("{stem}-dealiased{ext}"))
 }
 
-/// `path` with `suffix` appended to its file name.
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// Library settings and the options that set them (for [`check::name_settings`]).
 const SETTINGS: &[(&str, &str)] = &[
     ("sample_rate", "the sample rate (the model's, or --rate)"),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::finetune::with_suffix;
+use crate::train::batch::{html_path, report_path};
 
 use anyhow::{bail, Context};
 
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let output = args
         .output
         .clone()
-        .unwrap_or_else(|| with_suffix(&args.student, ".report.html"));
+        .unwrap_or_else(|| html_path(&args.student));
     let device = args
         .device
         .as_deref()
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("the teacher runs at {fs} Hz but the student at {fs_s} Hz");
     }
     let curves = {
-        let p = with_suffix(&args.student, ".report.json");
+        let p = report_path(&args.student);
         match std::fs::read(&p) {
             Ok(b) => {
                 let v: serde_json::Value = serde_json::from_slice(&b)

@@ -6,10 +6,10 @@
 //! # The fine-tuning loss
 //! Per TBPTT frame, on low-passed student outputs `p_b` and alias-free teacher targets `t_b`:
 //! `L = w_esr ESR + w_nmr NMR_lin + w_dc DC`, ESR and DC over the whole batch frame and
-//! `NMR_lin = 10^(mean_b NMR_dB_b / 10)` (the ESR may instead be the mean of per-item ESRs,
-//! [`EsrPooling::PerItem`], a departure from the paper offered for faster training). The
-//! work splits into three steps so that the caller
-//! can run items on its own threads:
+//! `NMR_lin = 10^(mean_b NMR_dB_b / 10)`. Either term may instead pool the batch otherwise
+//! ([`EsrPooling::PerItem`], [`NmrPooling::Arithmetic`]: departures from the paper offered as
+//! options). The work splits into three steps so that the caller can run items on its own
+//! threads:
 //! 1. [`FineTuneLoss::item_forward`] per item (parallel): pre-emphasis, partial sums, NMR and
 //!    its gradient;
 //! 2. [`FineTuneLoss::combine`] (cheap): batch scalars;
@@ -131,7 +131,7 @@ pub struct ItemWork {
 pub struct BatchLoss {
     /// `w_esr ESR + w_nmr NMR_lin + w_dc DC`.
     pub value: f64,
-    /// ESR over the batch frame.
+    /// ESR over the batch frame (or the mean of the items' ESRs, [`EsrPooling`]).
     pub esr: f64,
     /// `NMR_lin = 10^(mean_b NMR_dB_b / 10)` (or the arithmetic mean, [`NmrPooling`]).
     pub nmr: f64,

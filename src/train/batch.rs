@@ -224,6 +224,15 @@ pub fn plan(inputs: &[PathBuf], dir: &Path) -> Result<BatchPlan> {
     let mut excluded = 0;
     let add = |key_base: &Path, path: &Path, found: &mut Vec<_>, excluded: &mut usize| {
         let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+        // The key keeps the written form: key_base, then the part found below `path`.
+        let key_of = |f: &Path| {
+            let rel = f.strip_prefix(path).unwrap_or(Path::new(""));
+            normal_key(&if rel.as_os_str().is_empty() {
+                key_base.to_path_buf()
+            } else {
+                key_base.join(rel)
+            })
+        };
         let (files, failed) =
             crate::eval::audit::collect_model_files(std::slice::from_ref(&path.to_path_buf()));
         for f in files {
@@ -238,14 +247,7 @@ pub fn plan(inputs: &[PathBuf], dir: &Path) -> Result<BatchPlan> {
                     continue;
                 }
             }
-            // The key keeps the written form: key_base, then the part found below `path`.
-            let rel = f.strip_prefix(path).unwrap_or(Path::new(""));
-            let key = if rel.as_os_str().is_empty() {
-                key_base.to_path_buf()
-            } else {
-                key_base.join(rel)
-            };
-            found.push((normal_key(&key), f, None));
+            found.push((key_of(&f), f, None));
         }
         for item in failed {
             let reason = match &item {
@@ -253,13 +255,7 @@ pub fn plan(inputs: &[PathBuf], dir: &Path) -> Result<BatchPlan> {
                 crate::eval::audit::AuditItem::Measured(_) => unreachable!("only failures"),
             };
             let p = item.path().to_path_buf();
-            let rel = p.strip_prefix(path).unwrap_or(Path::new(""));
-            let key = if rel.as_os_str().is_empty() {
-                key_base.to_path_buf()
-            } else {
-                key_base.join(rel)
-            };
-            found.push((normal_key(&key), p, Some(reason)));
+            found.push((key_of(&p), p, Some(reason)));
         }
     };
     for arg in inputs {

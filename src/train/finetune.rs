@@ -559,6 +559,12 @@ fn draw_batch(g: &mut ToneGenerator, batch: usize, knobs: usize) -> (Vec<Tone>, 
     (tones, settings)
 }
 
+/// The training tones of a run at rate `fs` from generator `g` (fresh or resumed): notes
+/// below 0.45 fs, levels as `config` says.
+fn training_tones(g: ToneGenerator, fs: f64, config: &FinetuneConfig) -> ToneGenerator {
+    g.below(0.45 * fs).with_levels(config.tone_levels)
+}
+
 /// Splits `n` items into `parts` contiguous ranges of nearly equal size.
 fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
@@ -643,9 +649,7 @@ impl Finetuner {
                 config.validation_knob_points,
             )?,
             adam: Adam::new(teacher.num_params(), config.adam),
-            tones: ToneGenerator::new(config.seed)
-                .below(0.45 * fs)
-                .with_levels(config.tone_levels),
+            tones: training_tones(ToneGenerator::new(config.seed), fs, &config),
             teacher: teacher.clone(),
             schedule,
             step: 0,
@@ -751,9 +755,11 @@ impl Finetuner {
         self.check_checkpoint(ck)?;
         self.student.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
-        self.tones = ToneGenerator::from_rng(ck.rng.restore())
-            .below(0.45 * self.sample_rate)
-            .with_levels(self.config.tone_levels);
+        self.tones = training_tones(
+            ToneGenerator::from_rng(ck.rng.restore()),
+            self.sample_rate,
+            &self.config,
+        );
         self.step = ck.step;
         self.epoch = ck.epoch;
         self.batch_in_epoch = ck.batch_in_epoch;
@@ -788,9 +794,11 @@ impl Finetuner {
 
     /// A fresh tone generator of this run.
     fn tone_generator(&self) -> ToneGenerator {
-        ToneGenerator::new(self.config.seed)
-            .below(0.45 * self.sample_rate)
-            .with_levels(self.config.tone_levels)
+        training_tones(
+            ToneGenerator::new(self.config.seed),
+            self.sample_rate,
+            &self.config,
+        )
     }
 
     /// Checks a checkpoint's fields against each other and against this run: the network's
