@@ -35,6 +35,24 @@ fn wavenets_including_their_zero_padded_start() {
     check("wavenet_two_arrays_k2_k5", "nam");
 }
 
+/// A signal longer than the stretch one batched WaveNet pass computes (65,536 samples) runs
+/// in stretches, each with its receptive field before it: still equal to streaming.
+#[test]
+fn wavenets_longer_than_one_stretch() {
+    for name in ["wavenet_tanh_gated", "wavenet_two_arrays_k2_k5"] {
+        let model =
+            dealias::load_model(&common::data(&format!("reference/{name}/{name}.nam"))).unwrap();
+        let x = common::read_f64(&common::data(&format!("reference/{name}/input.f64")));
+        let long: Vec<f64> = x.iter().cycle().take(150_001).copied().collect();
+        let batch = model.network.process_batch(std::slice::from_ref(&long));
+        let (rel_peak, _) = common::errors(&batch[0], &model.network.process::<f64>(&long));
+        assert!(
+            rel_peak < 1e-12,
+            "{name}: batched vs streaming {rel_peak:e}"
+        );
+    }
+}
+
 #[test]
 fn linear_models() {
     check("nam_linear_bias", "nam");

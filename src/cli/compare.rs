@@ -175,8 +175,8 @@ fn compare_one(
         bail!("--convention paper measures the 2x oversampled columns itself; drop --oversample");
     }
     let opts: RunOptions = convention.run_options().oversampled(args.oversample);
-    super::measure::check_memory(fs, opts, 2)?;
     let tones = tones_at(&args.level)?;
+    super::measure::check_memory(fs, opts, tones.len(), 2)?;
     let gain = 10f64.powf(args.reference_gain_db / 20.0);
     let recordings = match &args.sine_reference {
         Some(p) => {

@@ -124,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let (model, fs) = super::load_with_rate(&args.model, args.rate)?;
-    check_memory(fs, opts, 1)?;
+    check_memory(fs, opts, tones.len(), 1)?;
     // A container without a chosen submodel: every submodel in turn.
     let models = super::chosen_submodels(&model, &args.slim, &args.model)?;
     let mut summaries = Vec::new();
@@ -307,10 +307,15 @@ fn measure_grid(
     Ok(())
 }
 
-/// Checks that the sine-set evaluation at `fs` with `opts` and `models` models fits in memory,
-/// naming the options that size it.
-pub(crate) fn check_memory(fs: f64, opts: RunOptions, models: usize) -> anyhow::Result<()> {
-    crate::eval::sine_set::check_memory(fs, opts, models).with_context(|| {
+/// Checks that the sine-set evaluation of `tones` tones at `fs` with `opts` and `models`
+/// models fits in memory, naming the options that size it.
+pub(crate) fn check_memory(
+    fs: f64,
+    opts: RunOptions,
+    tones: usize,
+    models: usize,
+) -> anyhow::Result<()> {
+    crate::eval::sine_set::check_memory(fs, opts, tones, models).with_context(|| {
         format!(
             "--oversample {} at {fs} Hz (the model's rate, or --rate)",
             opts.oversample

@@ -75,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let tones = super::measure::tones_at(&args.level)?;
     let opts = RunOptions::default();
-    super::measure::check_memory(fs, opts, 2)?;
+    super::measure::check_memory(fs, opts, tones.len(), 2)?;
     let pb = progress_bar(tones.len(), "sine set");
     let progress = |k: usize| pb.set_position(k as u64);
     let (rt, rs) = compare_sine_set(

@@ -21,7 +21,7 @@ pub mod table1;
 pub use audio_metrics::{audio_metrics, AWeighting, AudioMetrics};
 pub use sine_set::{
     analyze_tone, compare_sine_set, compare_sine_set_with, measure_sine_set, measure_tones,
-    RunOptions, SineReference, SineSetReport, ToneResult,
+    Playback, RunOptions, SineReference, SineSetReport, ToneResult,
 };
 pub use table1::{compare_table1, measure_table1, Convention, Table1};
 

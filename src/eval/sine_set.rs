@@ -5,8 +5,10 @@
 //! analysed with the existing metric code ([`SineSetAnalyzer::tone_metrics`], [`aggregate`]).
 //!
 //! Tones are independent, so they run in parallel on rayon's pool, each task rendering one tone
-//! and computing its metrics (memory stays at a few tones per thread). The library never
-//! prints: a progress callback receives the number of tones finished so far.
+//! and computing its metrics (memory stays at a few tones per thread). With
+//! [`Playback::Scale`] the tones of each level are instead played back to back as one signal,
+//! the levels in parallel. The library never prints: a progress callback receives the number
+//! of tones finished so far.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,6 +37,21 @@ pub struct RunOptions {
     pub input_noise: Option<InputNoise>,
     /// Gain of both signals in the NMR (1: as they are; see [`crate::loss::nmr::Nmr::with_gain`]).
     pub nmr_gain: f64,
+    /// How the tones are played to the model.
+    pub playback: Playback,
+}
+
+/// How the sine-set tones are played to a model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Playback {
+    /// Each tone on its own, the model starting from its initial state (spec sec. 7).
+    #[default]
+    Separate,
+    /// The consecutive tones of one input level back to back as one signal, in the order
+    /// given, as a recorded scale: the model runs over it without a reset (and, oversampled,
+    /// the whole scale is resampled), so a recurrent model enters each tone from the previous
+    /// note instead of from rest. Each tone is still analysed on its own last second.
+    Scale,
 }
 
 impl Default for RunOptions {
@@ -43,6 +60,7 @@ impl Default for RunOptions {
             oversample: 1,
             input_noise: None,
             nmr_gain: 1.0,
+            playback: Playback::Separate,
         }
     }
 }
@@ -57,12 +75,17 @@ impl RunOptions {
     }
 }
 
-/// Checks, before any work, that evaluating tones at `fs` Hz, oversampled per `opts`, with
-/// `models` models side by side fits in the machine's memory: the tones of a chunk are held
-/// at once, each as input and output at the oversampled rate.
-pub fn check_memory(fs: f64, opts: RunOptions, models: usize) -> Result<()> {
+/// Checks, before any work, that evaluating `tones` tones at `fs` Hz, oversampled per `opts`,
+/// with `models` models side by side fits in the machine's memory: the tones run together
+/// ([`tones_at_once`]) are held at once, each as input and output at the oversampled rate.
+pub fn check_memory(fs: f64, opts: RunOptions, tones: usize, models: usize) -> Result<()> {
     let m = opts.oversample.max(1) as f64;
-    let bytes = CHUNK as f64 * crate::dsp::tones::EVAL_DURATION_S * fs * m * 16.0 * models as f64;
+    let bytes = tones_at_once(tones, opts) as f64
+        * crate::dsp::tones::EVAL_DURATION_S
+        * fs
+        * m
+        * 16.0
+        * models as f64;
     let os = if opts.oversample > 1 {
         format!(", {}x oversampled,", opts.oversample)
     } else {
@@ -210,11 +233,11 @@ pub fn measure_tones(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<SineSetReport> {
-    check_memory(fs, opts, 1 + teacher.is_some() as usize)?;
+    check_memory(fs, opts, tones.len(), 1 + teacher.is_some() as usize)?;
     let an = SineSetAnalyzer::with_nmr_gain(fs, opts.nmr_gain)?;
     let done = AtomicUsize::new(0);
     let mut results = Vec::with_capacity(tones.len());
-    for chunk in tones.chunks(CHUNK) {
+    for chunk in tones.chunks(tones_at_once(tones.len(), opts)) {
         let ys = run_tones(net, chunk, fs, opts)?;
         let yts = teacher.map(|t| run_tones(t, chunk, fs, opts)).transpose()?;
         let part = chunk
@@ -241,6 +264,15 @@ pub fn measure_tones(
 /// still moves.
 const CHUNK: usize = 24;
 
+/// How many of `tones` tones run together: a chunk, or with [`Playback::Scale`] all of them
+/// (a scale cannot be cut).
+fn tones_at_once(tones: usize, opts: RunOptions) -> usize {
+    match opts.playback {
+        Playback::Separate => CHUNK,
+        Playback::Scale => tones.max(1),
+    }
+}
+
 /// Outputs of `net` for `tones` (1.2 s each at `fs`, with the input noise of `opts`),
 /// oversampled per `opts`.
 pub(crate) fn run_tones(
@@ -254,13 +286,28 @@ pub(crate) fn run_tones(
         .iter()
         .map(|t| t.render(fs, len, opts.input_noise.as_ref()))
         .collect();
-    let ys = if opts.oversample <= 1 {
-        net.process_batch(&inputs)
+    // A scale is one signal per level; it runs as one item.
+    let signals = match opts.playback {
+        Playback::Separate => inputs,
+        Playback::Scale => level_runs(tones)
+            .into_iter()
+            .map(|r| inputs[r].concat())
+            .collect(),
+    };
+    let outputs = if opts.oversample <= 1 {
+        net.process_batch(&signals)
     } else {
-        inputs
+        signals
             .par_iter()
             .map(|x| process_oversampled(net, x, opts.oversample))
             .collect::<Result<Vec<_>>>()?
+    };
+    let ys: Vec<Vec<f64>> = match opts.playback {
+        Playback::Separate => outputs,
+        Playback::Scale => outputs
+            .iter()
+            .flat_map(|y| y.chunks_exact(len).map(<[f64]>::to_vec))
+            .collect(),
     };
     for y in &ys {
         if let Some(i) = y.iter().position(|v| !v.is_finite()) {
@@ -270,6 +317,19 @@ pub(crate) fn run_tones(
         }
     }
     Ok(ys)
+}
+
+/// Index ranges of the runs of consecutive tones at the same level.
+fn level_runs(tones: &[EvalTone]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=tones.len() {
+        if i == tones.len() || tones[i].dbfs != tones[start].dbfs {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    runs
 }
 
 /// Splits a recording of consecutive sine-set tones (each [`eval_tone_len`] samples at `fs`,
@@ -378,11 +438,12 @@ pub fn compare_sine_set_with(
             )));
         }
     }
-    check_memory(fs, opts, 2)?;
+    check_memory(fs, opts, tones.len(), 2)?;
     let an = SineSetAnalyzer::with_nmr_gain(fs, opts.nmr_gain)?;
     let done = AtomicUsize::new(0);
     let (mut t, mut s) = (Vec::new(), Vec::new());
-    for (ci, chunk) in tones.chunks(CHUNK).enumerate() {
+    let at_once = tones_at_once(tones.len(), opts);
+    for (ci, chunk) in tones.chunks(at_once).enumerate() {
         let yts = run_tones(teacher, chunk, fs, opts)?;
         let yss = run_tones(student, chunk, fs, opts)?;
         let pairs = chunk
@@ -395,7 +456,9 @@ pub fn compare_sine_set_with(
                 let mut rt = tone_result(&an, &at, Some(&at))?;
                 let mut rs = tone_result(&an, &as_, Some(&at))?;
                 let rec = match reference {
-                    SineReference::Recordings(r) => Some(an.analyse_tone(&r[ci * CHUNK + i], f0)?),
+                    SineReference::Recordings(r) => {
+                        Some(an.analyse_tone(&r[ci * at_once + i], f0)?)
+                    }
                     _ => None,
                 };
                 let r = match reference {

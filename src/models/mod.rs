@@ -115,6 +115,12 @@ pub trait Processor<T: Real>: Send {
     fn reset(&mut self);
 }
 
+/// Longest stretch of output one WaveNet training forward pass computes in
+/// [`Network::process_batch`]: bounds its tape's memory to about that of a 1.2 s tone at
+/// 48 kHz for signals of any length. The stretches are exact, as each output sample depends
+/// only on the receptive field before it.
+const WAVENET_SEGMENT: usize = 1 << 16;
+
 impl Network {
     /// Total number of trainable parameters (every weight the file format stores).
     pub fn num_params(&self) -> usize {
@@ -280,11 +286,17 @@ impl Network {
                         items
                             .iter()
                             .map(|x| {
-                                padded.clear();
-                                padded.resize(ctx, 0.0);
-                                padded.extend_from_slice(x);
                                 let mut y = vec![0.0; x.len()];
-                                trainer.forward(&padded, &mut tape, &mut y);
+                                for (k, out) in y.chunks_mut(WAVENET_SEGMENT).enumerate() {
+                                    // The stretch with the receptive field before it (zeros
+                                    // before the signal's start).
+                                    let start = k * WAVENET_SEGMENT;
+                                    let from = start.saturating_sub(ctx);
+                                    padded.clear();
+                                    padded.resize(ctx - (start - from), 0.0);
+                                    padded.extend_from_slice(&x[from..start + out.len()]);
+                                    trainer.forward(&padded, &mut tape, out);
+                                }
                                 y
                             })
                             .collect::<Vec<_>>()
