@@ -213,8 +213,21 @@ fn shards_together_fine_tune_each_model_once() {
     let part = rows(&out.join("summary.shard-0-of-3.json"));
     assert!(part
         .iter()
-        .all(|r| r["status"] == "skipped" && r["reason"] == "already done"));
+        .all(|r| r["status"] == "skipped" && r["reason"] == "already done with these settings"));
     assert!(part[0]["nmr_s_after_db"].as_f64().is_some());
+    // Other settings: the finished models are neither taken as this run's nor overwritten.
+    let o = batch(&manifest, &out, 21, &["--shard", "0/3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fine-tuned with other settings"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(out.join(&names[0])).unwrap(), before);
+    let part = rows(&out.join("summary.shard-0-of-3.json"));
+    assert!(part.iter().all(|r| r["status"] == "failed"), "{part:?}");
     // A shard index out of range is refused before anything runs.
     let o = batch(&manifest, &out, 20, &["--shard", "3/3"])
         .output()

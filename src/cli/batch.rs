@@ -198,11 +198,25 @@ impl Job<'_> {
             }
             Err(e) => return failed(&e),
         };
-        if let Some(scores) = batch::completed(&item.output) {
+        if let Some(done) = batch::completed(&item.output) {
+            let settings = self.train.settings();
+            if done.settings.as_ref().is_some_and(|s| *s != settings) {
+                // Neither skipped as if it answered this run nor overwritten.
+                return failed(&format!(
+                    "{} was fine-tuned with other settings (its report records {}; this run: \
+                     {settings}); remove it and its report to redo it, or give another --out",
+                    item.output.display(),
+                    done.settings.unwrap_or_default()
+                ));
+            }
             eprintln!("{tag}: already done ({})", item.output.display());
+            let why = match done.settings {
+                Some(_) => "already done with these settings",
+                None => "already done (its report does not record the settings)",
+            };
             return Some(SummaryRow {
-                scores,
-                ..row(Status::Skipped, Some("already done".into()))
+                scores: done.scores,
+                ..row(Status::Skipped, Some(why.into()))
             });
         }
         // A checkpoint beside the output is this model's interrupted run.

@@ -74,7 +74,7 @@ pub struct Args {
 
 /// The settings of a fine-tuning run: every option of `dealias finetune` but the files, shared
 /// with `dealias batch` (which applies them to every model).
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub slim: super::SlimArgs,
@@ -185,6 +185,18 @@ pub struct TrainArgs {
     /// Print no progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The settings that shape the result, as one line (recorded in the report; `batch`
+    /// compares it to tell a finished model of this run from one made with other settings).
+    /// Leaves out what only changes the terminal output and the checkpoint interval.
+    pub(crate) fn settings(&self) -> String {
+        let mut s = self.clone();
+        s.quiet = false;
+        s.checkpoint_minutes = 0.0;
+        format!("{s:?}")
+    }
 }
 
 /// `--esr-pooling` values.
@@ -845,6 +857,7 @@ fn report_and_save(
     json["minutes"] = (outcome.elapsed.as_secs_f64() / 60.0).into();
     json["stop"] = why.into();
     json["complete"] = (outcome.stop != StopReason::Interrupted).into();
+    json["settings"] = train.settings().into();
     // Ties the report to the model it describes (the report is written first).
     json["model"] = serde_json::json!({
         "file": output.file_name().map(|n| n.to_string_lossy().into_owned()),

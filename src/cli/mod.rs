@@ -76,7 +76,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Choice of a submodel of a container file (NAM `SlimmableContainer`).
-#[derive(Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct SlimArgs {
     /// Container files: the plugin's size slider value; the submodel NeuralAmpModelerCore
     /// runs at that value is used (the first whose max_value is above it, else the last).

@@ -389,12 +389,22 @@ impl Scores {
     }
 }
 
+/// A finished fine-tuning found at an output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    /// The report's numbers.
+    pub scores: Scores,
+    /// The settings the run was made with, as its report records them (`None`: a report of
+    /// an earlier version, which did not record them).
+    pub settings: Option<String>,
+}
+
 /// Whether `output` holds a finished fine-tuning: its report says the run was complete and
 /// records the model's checksum, and the model's bytes have that checksum (the report is
 /// written before the model, so a report with an older or missing model does not count).
-/// Returns the report's numbers when it does; `None` for a missing, partial (interrupted) or
-/// mismatched output. The caller should hold the output's lock.
-pub fn completed(output: &Path) -> Option<Scores> {
+/// Returns the report's numbers and settings when it does; `None` for a missing, partial
+/// (interrupted) or mismatched output. The caller should hold the output's lock.
+pub fn completed(output: &Path) -> Option<Finished> {
     let report =
         crate::io::read_regular_file(&report_path(output), MAX_MODEL_BYTES, "report").ok()?;
     let report: Value = serde_json::from_slice(&report).ok()?;
@@ -403,7 +413,13 @@ pub fn completed(output: &Path) -> Option<Scores> {
     }
     let want = report.pointer("/model/checksum")?.as_str()?;
     let model = crate::io::read_regular_file(output, MAX_MODEL_BYTES, "model").ok()?;
-    (crate::io::checksum(&model) == want).then(|| Scores::from_report(&report))
+    (crate::io::checksum(&model) == want).then(|| Finished {
+        scores: Scores::from_report(&report),
+        settings: report
+            .get("settings")
+            .and_then(Value::as_str)
+            .map(String::from),
+    })
 }
 
 /// What became of a model in a batch.
