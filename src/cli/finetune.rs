@@ -752,8 +752,9 @@ pub(crate) fn finetune_one(
         Ok((outcome, model.network.clone()))
     })?;
 
+    let guard = config.max_esr_t_db;
     report_and_save(
-        train, &model, &teacher, &outcome, files, interrupt, fs, &pool,
+        train, &model, &teacher, &outcome, guard, files, interrupt, fs, &pool,
     )
 }
 
@@ -766,6 +767,7 @@ fn report_and_save(
     model: &crate::ModelFile,
     teacher: &crate::Network,
     outcome: &FinetuneOutcome,
+    tone_guard_db: Option<f64>,
     files: &RunFiles,
     interrupt: &Interrupt,
     fs: f64,
@@ -817,9 +819,7 @@ fn report_and_save(
             "no student kept the teacher's tone: every validation had ESR-T above the guard of \
              {} dB (the closest: {closest:.1} dB), so nothing was written and the teacher stays \
              as it is; try a lower --lr, a longer budget, or a looser --max-esr-t",
-            train
-                .max_esr_t
-                .unwrap_or(crate::train::finetune::FAST_TONE_GUARD_DB)
+            tone_guard_db.map_or("(none)".to_string(), |g| format!("{g:.1}"))
         );
         if interrupted {
             eprintln!("{msg}");
