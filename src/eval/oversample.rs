@@ -79,16 +79,16 @@ pub fn oversampled_processor<T: Real>(
 /// network at the higher rate from its initial state, FFT downsampling. Output has `x`'s
 /// length.
 pub fn process_oversampled(net: &Network, x: &[f64], factor: usize) -> Result<Vec<f64>> {
-    let mut proc = oversampled_processor::<f64>(net, factor)?;
-    let up = upsample(x, factor);
     let y = match net {
         // The dilated WaveNet through the batched pass (matrix products over time, several
         // times faster than the streaming processor, equal to it to rounding).
-        Network::WaveNet(_) => dilated(net, factor)
-            .process_batch(std::slice::from_ref(&up))
+        Network::WaveNet(_) if factor >= 1 => dilated(net, factor)
+            .process_batch(&[upsample(x, factor)])
             .pop()
             .expect("one output per input"),
         _ => {
+            let mut proc = oversampled_processor::<f64>(net, factor)?;
+            let up = upsample(x, factor);
             let mut y = vec![0.0; up.len()];
             proc.process(&up, &mut y);
             y

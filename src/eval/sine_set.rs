@@ -282,18 +282,21 @@ pub(crate) fn run_tones(
     opts: RunOptions,
 ) -> Result<Vec<Vec<f64>>> {
     let len = eval_tone_len(fs);
-    let inputs: Vec<Vec<f64>> = tones
-        .iter()
-        .map(|t| t.render(fs, len, opts.input_noise.as_ref()))
-        .collect();
-    // A scale is one signal per level; it runs as one item.
-    let signals = match opts.playback {
-        Playback::Separate => inputs,
-        Playback::Scale => level_runs(tones)
-            .into_iter()
-            .map(|r| inputs[r].concat())
-            .collect(),
+    // One signal per tone, or with a scale one per run of tones at the same level.
+    let groups: Vec<&[EvalTone]> = match opts.playback {
+        Playback::Separate => tones.chunks(1).collect(),
+        Playback::Scale => tones.chunk_by(|a, b| a.dbfs == b.dbfs).collect(),
     };
+    let signals: Vec<Vec<f64>> = groups
+        .iter()
+        .map(|g| {
+            let render = |t: &EvalTone| t.render(fs, len, opts.input_noise.as_ref());
+            match g {
+                [t] => render(t),
+                _ => g.iter().flat_map(render).collect(),
+            }
+        })
+        .collect();
     let outputs = if opts.oversample <= 1 {
         net.process_batch(&signals)
     } else {
@@ -302,13 +305,14 @@ pub(crate) fn run_tones(
             .map(|x| process_oversampled(net, x, opts.oversample))
             .collect::<Result<Vec<_>>>()?
     };
-    let ys: Vec<Vec<f64>> = match opts.playback {
-        Playback::Separate => outputs,
-        Playback::Scale => outputs
-            .iter()
-            .flat_map(|y| y.chunks_exact(len).map(<[f64]>::to_vec))
-            .collect(),
-    };
+    let mut ys = Vec::with_capacity(tones.len());
+    for (g, y) in groups.iter().zip(outputs) {
+        if g.len() == 1 {
+            ys.push(y);
+        } else {
+            ys.extend(split_recording(&y, fs, g.len())?);
+        }
+    }
     for y in &ys {
         if let Some(i) = y.iter().position(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(
@@ -317,19 +321,6 @@ pub(crate) fn run_tones(
         }
     }
     Ok(ys)
-}
-
-/// Index ranges of the runs of consecutive tones at the same level.
-fn level_runs(tones: &[EvalTone]) -> Vec<std::ops::Range<usize>> {
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=tones.len() {
-        if i == tones.len() || tones[i].dbfs != tones[start].dbfs {
-            runs.push(start..i);
-            start = i;
-        }
-    }
-    runs
 }
 
 /// Splits a recording of consecutive sine-set tones (each [`eval_tone_len`] samples at `fs`,
