@@ -1,6 +1,7 @@
 //! `dealias audit` end to end: a folder with two small models, one unreadable file and a
 //! nested folder; the ranking, the per-level aggregates, the listed failure, the exit code and
-//! the three output files.
+//! the three output files; a rerun with the same output folder reuses the kept results, and
+//! a changed model file is measured again.
 
 mod common;
 
@@ -93,4 +94,62 @@ fn audit_ranks_models_and_lists_failures() {
     let j: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("audit.json")).unwrap()).unwrap();
     assert_eq!(j["models"].as_array().unwrap().len(), 2);
+
+    // Each measured model was kept in out/measured/ (the failure is not kept: tried again).
+    let kept_dir = out_dir.join("measured");
+    let mut kept: Vec<_> = std::fs::read_dir(&kept_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), 2);
+    // Mark every kept result (a value no measurement gives), so the rerun shows which it used.
+    for k in &kept {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(k).unwrap()).unwrap();
+        v["entry"]["nmr_s_db"] = 99.0.into();
+        std::fs::write(k, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    // Change b.nam's bytes (not its model): it must be measured again, a.json reused.
+    let b = lib.join("nested").join("b.nam");
+    let mut text = std::fs::read(&b).unwrap();
+    text.push(b'\n');
+    std::fs::write(&b, text).unwrap();
+    let rerun = |lib: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
+            .args([
+                "audit",
+                lib.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["models"].as_array().unwrap().clone()
+    };
+    let models2 = rerun(&lib);
+    let nmr_of = |ms: &[serde_json::Value], name: &str| {
+        ms.iter()
+            .find(|m| m["path"].as_str().unwrap().ends_with(name))
+            .unwrap()["nmr_s_db"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        nmr_of(&models2, "a.json"),
+        99.0,
+        "a.json's kept result reused"
+    );
+    let b_first = nmr_of(models, "b.nam");
+    assert_eq!(nmr_of(&models2, "b.nam"), b_first, "b.nam measured again");
+    assert_eq!(std::fs::read_dir(&kept_dir).unwrap().count(), 3);
+    // A kept result that is corrupt is measured again, not trusted.
+    let a_kept = kept
+        .iter()
+        .find(|k| std::fs::read_to_string(k).unwrap().contains("a.json"))
+        .unwrap();
+    std::fs::write(a_kept, "{\"key\": ").unwrap();
+    let models3 = rerun(&lib);
+    assert_eq!(nmr_of(&models3, "a.json"), nmr_of(models, "a.json"));
 }

@@ -14,7 +14,8 @@ pub struct Args {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Folder for audit.csv, audit.json and audit.html (a sortable table with each model's
-    /// NMR-S-vs-f0 curves).
+    /// NMR-S-vs-f0 curves). Each model's result is kept in DIR/measured/ as soon as it is
+    /// measured, so an interrupted audit rerun with the same folder measures only the rest.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print JSON instead of the table.
@@ -39,10 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let items = audit(&args.paths, args.rate, &|done, total| {
+    let cache = args.out.as_ref().map(|d| d.join("measured"));
+    let items = audit(&args.paths, args.rate, cache.as_deref(), &|done, total| {
         pb.set_length(total as u64);
         pb.set_position(done as u64);
-    });
+    })?;
     pb.finish_and_clear();
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -6,11 +6,17 @@
 //! Files that cannot be read or measured are kept in the result with their reason; nothing is
 //! dropped silently. Models run in parallel (rayon; each measurement parallelises over its
 //! tones as well).
+//!
+//! A library takes hours (a standard WaveNet costs about 23 s of two cores), so each model's
+//! result can be kept in a cache folder as soon as it is measured: a killed audit, rerun with
+//! the same folder, measures only what is missing. A cached result is keyed by the file's
+//! content, the rate option and [`CACHE_VERSION`], so a changed file is measured again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::report::num;
@@ -19,8 +25,11 @@ use super::AUDIBILITY_DB;
 use crate::dsp::tones::EVAL_LEVELS_DBFS;
 use crate::Result;
 
+/// Bumped whenever the measurement changes, so that older cached results are not reused.
+pub const CACHE_VERSION: u32 = 1;
+
 /// The sine-set aliasing of one model file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub path: PathBuf,
     /// Format name (e.g. "Neural Amp Modeler (.nam)").
@@ -187,20 +196,25 @@ fn summarise(
 
 /// Measures every model file under `paths` (see [`collect_model_files`]) at its own rate (a
 /// file that states none at `rate`, else at its format's plugins' rate) and ranks them by
-/// NMR-S, worst first; failures follow, in path order. `progress` is called with the number of
-/// files done.
+/// NMR-S, worst first; failures follow, in path order. With a `cache` folder, results already
+/// kept there are reused and every new one is kept as soon as it is measured (failures are
+/// tried again next time). `progress` is called with the number of files done.
 pub fn audit(
     paths: &[PathBuf],
     rate: Option<f64>,
+    cache: Option<&Path>,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<AuditItem> {
+) -> Result<Vec<AuditItem>> {
+    if let Some(dir) = cache {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    }
     let (files, mut failed) = collect_model_files(paths);
     let done = AtomicUsize::new(0);
     let total = files.len();
     let results: Vec<AuditItem> = files
         .par_iter()
         .map(|p| {
-            let item = match entry(p, rate) {
+            let item = match cached_entry(p, rate, cache) {
                 Ok(e) => AuditItem::Measured(Box::new(e)),
                 Err(e) => {
                     // Model-file errors name the file; the audit lists it already.
@@ -226,7 +240,50 @@ pub fn audit(
     failed.extend(f);
     failed.sort_by(|a, b| a.path().cmp(b.path()));
     measured.extend(failed);
-    measured
+    Ok(measured)
+}
+
+/// [`entry`] through the cache: the kept result when one matches the file's content and the
+/// options, else a new measurement, kept. A cache file that cannot be read or parsed is
+/// measured again (and replaced), never trusted.
+fn cached_entry(path: &Path, rate: Option<f64>, cache: Option<&Path>) -> Result<AuditEntry> {
+    let Some(dir) = cache else {
+        return entry(path, rate);
+    };
+    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+    let key = format!(
+        "dealias {} audit v{CACHE_VERSION} rate {rate:?} content {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::io::checksum(&bytes)
+    );
+    let file = dir.join(format!(
+        "{}.json",
+        crate::io::checksum(key.as_bytes()).trim_start_matches("fnv1a64:")
+    ));
+    #[derive(Serialize, Deserialize)]
+    struct Kept {
+        key: String,
+        entry: AuditEntry,
+    }
+    if let Some(kept) = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Kept>(&b).ok())
+        .filter(|k| k.key == key)
+    {
+        return Ok(AuditEntry {
+            path: path.to_path_buf(),
+            ..kept.entry
+        });
+    }
+    let e = entry(path, rate)?;
+    let kept = Kept { key, entry: e };
+    // A result that does not survive JSON (a non-finite value) is simply not kept.
+    if let Ok(text) = serde_json::to_vec(&kept) {
+        if serde_json::from_slice::<Kept>(&text).is_ok() {
+            crate::io::write_atomic(&file, &text)?;
+        }
+    }
+    Ok(kept.entry)
 }
 
 /// MIDI note name (e.g. 69 -> "A4").
