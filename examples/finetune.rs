@@ -27,7 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (fs, _assumed) = model.rate_or_default();
     let summary = dealias::eval::summary::before_after(&model.network, &out.best, fs)?;
     println!("{}", summary.table());
-    let student = model.with_network(out.best);
+    let mut student = model.with_network(out.best);
+    // A NAM file's metadata.loudness / gain (the plugin's Normalize) recomputed for the student.
+    dealias::eval::calibration::recalibrate(&mut student)?;
     dealias::formats::save_model_with_note(&student, output.as_ref(), None)?;
     Ok(())
 }

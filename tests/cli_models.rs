@@ -222,6 +222,14 @@ fn slimmable_container_commands() {
     assert_eq!(subs[1]["default"], true);
     let text = dealias(&["inspect", m]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("max_value 0.5"));
+    // The calibration the official exporter stated for each submodel, and ours (1e-5 dB; the
+    // library test pins the measured agreement).
+    let cal = d["calibration"].as_array().expect("NAM calibration listed");
+    assert_eq!(cal.len(), 2);
+    for c in cal {
+        let (a, b) = (c["stated_loudness"].as_f64(), c["loudness"].as_f64());
+        assert!((a.unwrap() - b.unwrap()).abs() < 1e-5, "{c}");
+    }
 
     let tmp = tempfile::tempdir().unwrap();
     let input = common::read_f64(&dir.join("input.f64"));
@@ -321,4 +329,31 @@ fn slimmable_container_commands() {
     }
     assert_ne!(sa[0]["model"]["weights"], sb[0]["model"]["weights"]);
     assert!(b["metadata"]["dealias"].is_object());
+    // The fine-tuned submodel states its own calibration, the one `inspect` computes for the
+    // student (not the teacher's); the top level keeps the last submodel's, which did not change.
+    let md = |v: &serde_json::Value, k: &str| {
+        v["config"]["submodels"][0]["model"]["metadata"][k]
+            .as_f64()
+            .unwrap()
+    };
+    let out = dealias(&["inspect", "--json", student.to_str().unwrap()]);
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let computed = d["calibration"][0]["loudness"].as_f64().unwrap();
+    assert!(
+        (md(&b, "loudness") - computed).abs() < 1e-9,
+        "{} vs {computed}",
+        md(&b, "loudness")
+    );
+    assert_ne!(md(&b, "loudness"), md(&a, "loudness"));
+    assert!((md(&b, "gain") - d["calibration"][0]["gain"].as_f64().unwrap()).abs() < 1e-9);
+    assert_eq!(a["metadata"]["loudness"], b["metadata"]["loudness"]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("s.nam.report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["calibration"].as_array().unwrap().len(),
+        2,
+        "{}",
+        report["calibration"]
+    );
 }

@@ -538,24 +538,6 @@ pub(crate) fn finetune_one(
             );
         }
     }
-    let stated = |k: &str| {
-        model.document.pointer(&format!("/metadata/{k}")).is_some()
-            || model
-                .document
-                .pointer("/config/submodels")
-                .and_then(serde_json::Value::as_array)
-                .is_some_and(|a| {
-                    a.iter()
-                        .any(|s| s.pointer(&format!("/model/metadata/{k}")).is_some())
-                })
-    };
-    if stated("loudness") || stated("gain") {
-        eprintln!(
-            "warning: {}: metadata.loudness and metadata.gain are carried into the student \
-             unchanged, not recomputed for it (the plugin's Normalize uses loudness)",
-            model_path.display()
-        );
-    }
     // A container: one submodel per run, written back into the container.
     let model = match super::chosen_submodel(&model, &train.slim, model_path)? {
         Some(i) => model.select_submodel(i)?,
@@ -842,6 +824,19 @@ fn report_and_save(
     println!("{}", summary.table());
     let mut student = model.clone();
     student.network = outcome.best.clone();
+    // The plugin's Normalize reads metadata.loudness: the student states its own.
+    let recalibrated = crate::eval::calibration::recalibrate(&mut student)?;
+    for r in &recalibrated {
+        eprintln!(
+            "{}metadata.{} {:.3} -> {:.3}{} (recomputed for the student as the NAM trainer does)",
+            r.submodel
+                .map_or(String::new(), |i| format!("submodel {i}: ")),
+            r.key,
+            r.before,
+            r.after,
+            if r.key == "loudness" { " dB" } else { "" }
+        );
+    }
     let note = serde_json::json!({
         "method": "teacher-student anti-aliasing fine-tuning (Carson, Wright & Bilbao, DAFx25)",
         "steps": outcome.steps,
@@ -858,6 +853,13 @@ fn report_and_save(
     json["stop"] = why.into();
     json["complete"] = (outcome.stop != StopReason::Interrupted).into();
     json["settings"] = train.settings().into();
+    json["calibration"] = recalibrated
+        .iter()
+        .map(|r| {
+            serde_json::json!({"submodel": r.submodel, "key": r.key, "before": r.before,
+                "after": r.after})
+        })
+        .collect();
     // Ties the report to the model it describes (the report is written first).
     json["model"] = serde_json::json!({
         "file": output.file_name().map(|n| n.to_string_lossy().into_owned()),

@@ -25,6 +25,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(e) = crate::formats::test_vector_error(&model)? {
         d["test_vector_error"] = e.into();
     }
+    if model.format == Format::Nam {
+        d["calibration"] = calibration(&model);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -69,6 +72,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("settings of the default submodel:");
     } else {
         println!("settings:");
+    }
+    if let Some(cal) = d["calibration"].as_array() {
+        println!(
+            "calibration (metadata.loudness, metadata.gain; computed as the NAM trainer defines them):"
+        );
+        for c in cal {
+            let stated = |k: &str, unit: &str| {
+                c[k].as_f64()
+                    .map_or("not stated".to_string(), |v| format!("{v:.3}{unit}"))
+            };
+            println!(
+                "  {}loudness {} (computed {:.3} dB), gain {} (computed {:.3})",
+                c["submodel"]
+                    .as_u64()
+                    .map_or(String::new(), |i| format!("submodel [{i}]: ")),
+                stated("stated_loudness", " dB"),
+                c["loudness"].as_f64().unwrap_or(f64::NAN),
+                stated("stated_gain", ""),
+                c["gain"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
     }
     print_value(&d["settings"], 2);
     if !d["metadata"].is_null() {
@@ -168,6 +192,36 @@ pub fn describe(model: &ModelFile) -> Value {
         "metadata": metadata,
         "notices": model.notices,
     })
+}
+
+/// Each network's NAM calibration, stated (the metadata's, `null` when absent) and computed
+/// ([`crate::eval::calibration`]): the file's own for a single model; per submodel (their own
+/// metadata) for a container, whose top level states the last one's.
+fn calibration(model: &ModelFile) -> Value {
+    use crate::eval::calibration::{nam_calibration, stated};
+    let nets = model.submodel_networks();
+    nets.iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let md = if model.is_container() {
+                model
+                    .document
+                    .pointer(&format!("/config/submodels/{i}/model/metadata"))
+            } else {
+                model.document.get("metadata")
+            };
+            let (loudness, gain) = stated(md);
+            let cal = nam_calibration(n);
+            json!({
+                "submodel": model.is_container().then_some(i),
+                "architecture": n.kind(),
+                "stated_loudness": loudness,
+                "stated_gain": gain,
+                "loudness": cal.loudness_db,
+                "gain": cal.gain,
+            })
+        })
+        .collect()
 }
 
 /// Receptive field (convolutional networks) or state size (recurrent ones).

@@ -8,6 +8,7 @@
 
 pub mod audio_metrics;
 pub mod audit;
+pub mod calibration;
 #[cfg(feature = "plots")]
 pub mod html;
 pub mod oversample;

@@ -146,6 +146,17 @@ impl ModelFile {
             .collect()
     }
 
+    /// The networks the file was read with, in the order of [`ModelFile::submodel_networks`]
+    /// (parsed again from the kept document, so changes to `network` do not show).
+    pub fn source_networks(&self) -> Result<Vec<Network>> {
+        let parsed = parse_network(self.format, &self.document)
+            .map_err(|m| file_error(self.path.as_deref(), m))?;
+        if parsed.submodels.is_empty() {
+            return Ok(vec![parsed.network]);
+        }
+        Ok(parsed.submodels.into_iter().map(|(_, n)| n).collect())
+    }
+
     /// The same file with submodel `index` active (its network in `network`).
     pub fn select_submodel(&self, index: usize) -> Result<ModelFile> {
         if index >= self.submodels.len().max(1) {
