@@ -199,10 +199,15 @@ fn paper_wavenet_matches_the_authors_render() {
     assert!(worst < 5e-7, "max |0.5 y - render| = {worst:e}");
 }
 
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
 /// A `SlimmableContainer` (the trainer's packed A2 export): `inspect` lists the submodels and
 /// their max_values; `process` runs the plugin's default (the last submodel) or the one a
 /// slider value or index picks, each equal to the official output of that submodel (f32 WAV
-/// output: within 1e-6 of peak); `finetune` asks for a submodel and writes the container back.
+/// output: within 1e-6 of peak); `finetune` fine-tunes every submodel (or the one chosen) and
+/// writes the container back.
 #[test]
 fn slimmable_container_commands() {
     let dir = common::data("nam07/a2_packed_container");
@@ -274,28 +279,9 @@ fn slimmable_container_commands() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("submodel 2 does not exist"));
 
-    let student = tmp.path().join("s.nam");
-    let out = dealias(&[
-        "finetune",
-        m,
-        "-o",
-        student.to_str().unwrap(),
+    let small = [
         "--steps",
         "1",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--submodel"));
-    // One step on the small submodel: the container comes back with the same structure, the
-    // other submodel untouched and each config unchanged.
-    let out = dealias(&[
-        "finetune",
-        m,
-        "-o",
-        student.to_str().unwrap(),
-        "--steps",
-        "1",
-        "--submodel",
-        "0",
         "--frame-seconds",
         "0.1",
         "--pre-emphasis",
@@ -307,16 +293,44 @@ fn slimmable_container_commands() {
         "--validation-stride",
         "44",
         "--quiet",
-    ]);
+    ];
+    // Without --submodel: every submodel, one after another, written back once.
+    let all = tmp.path().join("all.nam");
+    let mut args = vec!["finetune", m, "-o", all.to_str().unwrap()];
+    args.extend(small);
+    let out = dealias(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let read = |p: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    };
-    let (a, b) = (read(&model), read(&student));
+    let (a, c) = (read_json(&model), read_json(&all));
+    for i in 0..2 {
+        let (sa, sc) = (
+            &a["config"]["submodels"][i]["model"],
+            &c["config"]["submodels"][i]["model"],
+        );
+        assert_ne!(sa["weights"], sc["weights"], "submodel {i} fine-tuned");
+        assert_eq!(sa["config"].to_string(), sc["config"].to_string());
+        assert_ne!(sa["metadata"]["loudness"], sc["metadata"]["loudness"]);
+    }
+    assert_eq!(
+        c["metadata"]["loudness"], c["config"]["submodels"][1]["model"]["metadata"]["loudness"],
+        "the top level states the last submodel's"
+    );
+    let report = read_json(&tmp.path().join("all.nam.report.json"));
+    assert_eq!(report["submodels"].as_array().unwrap().len(), 2);
+    assert_eq!(report["complete"], true);
+    // A rerun keeps the finished parts and writes the same container.
+    let first = std::fs::read(&all).unwrap();
+    let out = dealias(&args);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already fine-tuned"));
+    assert_eq!(std::fs::read(&all).unwrap(), first);
+    // The part of submodel 0 is what `--submodel 0` writes: the container with the same
+    // structure, the other submodel untouched and each config unchanged.
+    let student = tmp.path().join("all.nam.submodels").join("submodel-0.nam");
+    let b = read_json(&student);
     let (sa, sb) = (&a["config"]["submodels"], &b["config"]["submodels"]);
     assert_eq!(b["architecture"], "SlimmableContainer");
     assert_eq!(sa[1], sb[1], "the other submodel is unchanged");
@@ -347,9 +361,14 @@ fn slimmable_container_commands() {
     assert_ne!(md(&b, "loudness"), md(&a, "loudness"));
     assert!((md(&b, "gain") - d["calibration"][0]["gain"].as_f64().unwrap()).abs() < 1e-9);
     assert_eq!(a["metadata"]["loudness"], b["metadata"]["loudness"]);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("s.nam.report.json")).unwrap())
-            .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            tmp.path()
+                .join("all.nam.submodels/submodel-0.nam.report.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         report["calibration"].as_array().unwrap().len(),
         2,

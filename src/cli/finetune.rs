@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::check;
 
-use crate::dsp::tones::ToneLevels;
+use crate::dsp::tones::{ToneLevels, ToneNotes};
 use crate::loss::{EsrPooling, LossWeights, NmrPooling, PreEmphasis};
 use crate::train::adam::AdamConfig;
 use crate::train::checkpoint::Checkpoint;
@@ -152,6 +152,11 @@ pub struct TrainArgs {
     /// in dB uniform from MIN to 0 dBFS, e.g. `db:-40`: quiet tones as often as loud ones).
     #[arg(long, value_parser = parse_tone_levels, value_name = "linear|db:MIN")]
     pub tone_levels: Option<ToneLevels>,
+    /// Training tone notes: `paper` (eq. 5, MIDI uniform from 21 to 127) or `MIDI:SHARE`
+    /// (e.g. `96:0.5`: half the tones from MIDI 96 to the sine set's top note, 108, where
+    /// most of the aliasing is; the rest as the paper draws them).
+    #[arg(long, value_parser = parse_focus_notes, value_name = "paper|MIDI:SHARE")]
+    pub focus_notes: Option<ToneNotes>,
     /// How the ESR term pools the batch: `batch` (the paper's, loud tones dominate) or
     /// `item` (the mean of every tone's own ESR).
     #[arg(long, value_enum)]
@@ -211,6 +216,25 @@ pub enum EsrPoolingArg {
 pub enum NmrPoolingArg {
     Geometric,
     Arithmetic,
+}
+
+/// Parses `--focus-notes`: `paper` or `MIDI:SHARE` (the focus range ends at the sine set's
+/// top note, MIDI 108, half a semitone above it).
+fn parse_focus_notes(s: &str) -> Result<ToneNotes, String> {
+    if s == "paper" {
+        return Ok(ToneNotes::Uniform);
+    }
+    let (from, share) = s
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| format!("{s:?}: give `paper` or `MIDI:SHARE` (e.g. 96:0.5)"))?;
+    let notes = ToneNotes::Focus {
+        from_midi: from,
+        to_midi: 108.5,
+        fraction: share,
+    };
+    notes.check()?;
+    Ok(notes)
 }
 
 /// Parses `--tone-levels`: `linear` or `db:MIN` (MIN in dBFS, below 0).
@@ -309,6 +333,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_esr_t_db", "--max-esr-t"),
     ("weight_average", "--weight-average"),
     ("tone_levels", "--tone-levels"),
+    ("tone_notes", "--focus-notes"),
 ];
 
 /// Signal numbers as `usize` (what `signal_hook::flag::register_usize` stores).
@@ -509,6 +534,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             files.checkpoint.display()
         );
     }
+    if args.restart {
+        remove_part_checkpoints(&output)?;
+    }
     let interrupt = Interrupt::install()?;
     finetune_one(&args.train, &checked, &files, args.resume, &interrupt)?;
     Ok(interrupt.exit_code())
@@ -541,13 +569,9 @@ pub(crate) fn finetune_one(
     // A container: one submodel per run, written back into the container.
     let model = match super::chosen_submodel(&model, &train.slim, model_path)? {
         Some(i) => model.select_submodel(i)?,
-        None if model.is_container() => bail!(
-            "{} is a container of {} submodels; choose the one to fine-tune with --submodel N or \
-             --slim VALUE (the others are written back unchanged; fine-tuning every submodel in \
-             one run is not supported yet)",
-            model_path.display(),
-            model.submodels.len()
-        ),
+        None if model.is_container() => {
+            return finetune_container(train, checked, files, interrupt, &model)
+        }
         None => model,
     };
     let threads = train
@@ -585,6 +609,7 @@ pub(crate) fn finetune_one(
             Some(NmrPoolingArg::Arithmetic) => NmrPooling::Arithmetic,
         },
         tone_levels: train.tone_levels.unwrap_or(base.tone_levels),
+        tone_notes: train.focus_notes.unwrap_or(base.tone_notes),
         pre_emphasis: match train.pre_emphasis {
             PreEmphasisArg::Lowpass => PreEmphasis::Lowpass,
             PreEmphasisArg::None => PreEmphasis::None,
@@ -738,6 +763,154 @@ pub(crate) fn finetune_one(
     report_and_save(
         train, &model, &teacher, &outcome, guard, files, interrupt, fs, &pool,
     )
+}
+
+/// The checkpoints of a container run's parts (see [`finetune_container`]), removed for
+/// `--restart`.
+fn remove_part_checkpoints(output: &Path) -> anyhow::Result<()> {
+    let parts = crate::train::batch::with_suffix(output, ".submodels");
+    let Ok(entries) = std::fs::read_dir(&parts) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.to_string_lossy().ends_with(".nam.checkpoint.json") {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fine-tunes every submodel of a container, one after another, and writes the container
+/// back once. Each submodel's run is a part under `OUT.submodels/` (`submodel-I.nam` with its
+/// reports and checkpoint, exactly as `--submodel I` would write them), so that a kill loses
+/// at most the part in progress: a rerun skips the parts already finished with these settings
+/// and continues the unfinished one from its checkpoint (`--restart` removes the parts'
+/// checkpoints first). The container's report is
+/// the default (last) submodel's, with every part's under `submodels`; its HTML report is the
+/// default submodel's.
+fn finetune_container(
+    train: &TrainArgs,
+    checked: &Checked,
+    files: &RunFiles,
+    interrupt: &Interrupt,
+    model: &crate::ModelFile,
+) -> anyhow::Result<RunEnd> {
+    use crate::train::batch;
+    let n = model.submodels.len();
+    let parts = batch::with_suffix(&files.output, ".submodels");
+    std::fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
+    super::notice(&format!(
+        "{} is a container of {n} submodels: fine-tuning each in turn (each with the whole \
+         budget), parts in {} (--submodel N fine-tunes one)",
+        files.model.display(),
+        parts.display()
+    ));
+    let mut student = model.clone();
+    let mut reports = Vec::with_capacity(n);
+    let mut scores = None;
+    for i in 0..n {
+        let part = RunFiles::new(&files.model, &parts.join(format!("submodel-{i}.nam")), None);
+        let _locks = part.outputs().claim()?;
+        let mut part_train = train.clone();
+        part_train.slim = super::SlimArgs {
+            slim: None,
+            submodel: Some(i),
+        };
+        let settings = part_train.settings();
+        let finished = batch::completed(&part.output)
+            .filter(|f| f.settings.as_deref() == Some(settings.as_str()));
+        if finished.is_some() {
+            super::notice(&format!(
+                "submodel {i}: already fine-tuned with these settings ({}), kept",
+                part.output.display()
+            ));
+        } else {
+            // A part's checkpoint is its interrupted run: continued (a checkpoint of other
+            // settings is refused by name; `--restart` removed them before).
+            let part_resume = part.checkpoint.exists();
+            eprintln!(
+                "submodel {i} of {n}{}:",
+                if part_resume { " (resuming)" } else { "" }
+            );
+            let end = finetune_one(&part_train, checked, &part, part_resume, interrupt)?;
+            if end.interrupted {
+                eprintln!(
+                    "the container is not written: submodel {i} was interrupted; continue with \
+                     the same command and --resume"
+                );
+                return Ok(RunEnd {
+                    scores: None,
+                    interrupted: true,
+                });
+            }
+            scores = end.scores;
+        }
+        let done = crate::load_model(&part.output)?;
+        let net = done
+            .submodel_networks()
+            .get(i)
+            .map(|n| (*n).clone())
+            .context("a part holds the container")?;
+        student = student.select_submodel(i)?;
+        student.network = net;
+        reports.push(serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(&part.report)?,
+        )?);
+    }
+    let mut student = student.select_submodel(model.active)?;
+    let recalibrated = crate::eval::calibration::recalibrate(&mut student)?;
+    let changed: Vec<usize> = (0..n)
+        .filter(|&i| reports[i]["steps"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    let note = serde_json::json!({
+        "method": "teacher-student anti-aliasing fine-tuning (Carson, Wright & Bilbao, DAFx25)",
+        "submodels_fine_tuned": changed,
+        "seed": train.seed,
+    });
+    let model_bytes = crate::formats::model_bytes(&student, Some(note))?;
+    let mut json = reports.last().cloned().unwrap_or_default();
+    json["settings"] = train.settings().into();
+    json["calibration"] = recalibrated
+        .iter()
+        .map(|r| {
+            serde_json::json!({"submodel": r.submodel, "key": r.key, "before": r.before,
+                "after": r.after})
+        })
+        .collect();
+    json["model"] = serde_json::json!({
+        "file": files.output.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "checksum": crate::io::checksum(&model_bytes),
+    });
+    json["submodels"] = reports.into_iter().collect();
+    let report_bytes = serde_json::to_string_pretty(&json)?.into_bytes();
+    let last = parts.join(format!("submodel-{}.nam", n - 1));
+    let html = std::fs::read(batch::html_path(&last)).ok();
+    let mut written: Vec<(&Path, &[u8])> = vec![(&files.report, &report_bytes)];
+    if let Some(h) = &html {
+        written.push((&files.html, h));
+    }
+    written.push((&files.output, &model_bytes));
+    crate::io::write_together(&written)?;
+    for r in &recalibrated {
+        eprintln!(
+            "{}metadata.{} {:.3} -> {:.3}",
+            r.submodel
+                .map_or(String::new(), |i| format!("submodel {i}: ")),
+            r.key,
+            r.before,
+            r.after
+        );
+    }
+    eprintln!(
+        "wrote {} (every submodel; each one's reports in {})",
+        files.output.display(),
+        parts.display()
+    );
+    Ok(RunEnd {
+        scores: scores.or_else(|| batch::completed(&files.output).map(|f| f.scores)),
+        interrupted: false,
+    })
 }
 
 /// Prints the summary and writes the report, the HTML report and the student (in that

@@ -35,7 +35,8 @@ use super::checkpoint::{Checkpoint, RngState, CHECKPOINT_VERSION};
 use super::lr::{LrDecay, LrSchedule};
 use crate::dsp::harmonics::HarmonicAnalyzer;
 use crate::dsp::tones::{
-    eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator, ToneLevels, EVAL_MIN_RATE,
+    eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator, ToneLevels, ToneNotes,
+    EVAL_MIN_RATE,
 };
 use crate::loss::metrics::{AnalysedTone, SineSetAnalyzer};
 use crate::loss::{
@@ -71,6 +72,8 @@ pub struct FinetuneConfig {
     pub nmr_pooling: NmrPooling,
     /// How the training tones' amplitudes are drawn (paper eq. 4: `U(0, 1)`).
     pub tone_levels: ToneLevels,
+    /// How the training tones' notes are drawn (paper eq. 5: `U(21, 127)`).
+    pub tone_notes: ToneNotes,
     pub pre_emphasis: PreEmphasis,
     /// Adam's settings; `adam.lr` is the peak rate of `lr_schedule`.
     pub adam: AdamConfig,
@@ -113,6 +116,7 @@ impl Default for FinetuneConfig {
             esr_pooling: EsrPooling::Batch,
             nmr_pooling: NmrPooling::Geometric,
             tone_levels: ToneLevels::Uniform,
+            tone_notes: ToneNotes::Uniform,
             pre_emphasis: PreEmphasis::Lowpass,
             adam: AdamConfig::default(),
             lr_schedule: LrSchedule::CONSTANT,
@@ -252,6 +256,7 @@ fn check_settings(c: &FinetuneConfig) -> Result<()> {
     }
     c.lr_schedule.check().map_err(|m| bad("lr_schedule", m))?;
     c.tone_levels.check().map_err(|m| bad("tone_levels", m))?;
+    c.tone_notes.check().map_err(|m| bad("tone_notes", m))?;
     if c.weight_average.is_some_and(|b| !(0.0..1.0).contains(&b)) {
         return Err(bad(
             "weight_average",
@@ -562,7 +567,9 @@ fn draw_batch(g: &mut ToneGenerator, batch: usize, knobs: usize) -> (Vec<Tone>, 
 /// The training tones of a run at rate `fs` from generator `g` (fresh or resumed): notes
 /// below 0.45 fs, levels as `config` says.
 fn training_tones(g: ToneGenerator, fs: f64, config: &FinetuneConfig) -> ToneGenerator {
-    g.below(0.45 * fs).with_levels(config.tone_levels)
+    g.below(0.45 * fs)
+        .with_levels(config.tone_levels)
+        .with_notes(config.tone_notes)
 }
 
 /// Splits `n` items into `parts` contiguous ranges of nearly equal size.
@@ -688,7 +695,7 @@ impl Finetuner {
             .map(|(i, v)| v * (1.0 + (i % 97) as f64))
             .sum();
         format!(
-            "seed={} fs={} tones={} sched={:?} w={:?} esr={:?} nmr={:?} levels={:?} pre={:?} adam={:?} lr={:?} avg={:?} guard={:?} prec={:?} threads={} val={}{} teacher={:e}/{}",
+            "seed={} fs={} tones={} sched={:?} w={:?} esr={:?} nmr={:?} levels={:?} notes={:?} pre={:?} adam={:?} lr={:?} avg={:?} guard={:?} prec={:?} threads={} val={}{} teacher={:e}/{}",
             c.seed,
             self.sample_rate,
             c.tones_per_epoch,
@@ -697,6 +704,7 @@ impl Finetuner {
             c.esr_pooling,
             c.nmr_pooling,
             c.tone_levels,
+            c.tone_notes,
             c.pre_emphasis,
             c.adam,
             c.lr_schedule,
