@@ -547,3 +547,24 @@ fn sigterm_before_the_first_step_exits_143_and_writes_nothing() {
     assert!(!dir.path().join("o.json.report.json").exists());
     assert!(!dir.path().join("o.json.checkpoint.json").exists());
 }
+
+/// `dealias inspect MODEL | head`: a reader that has gone away ends the command as it ends
+/// Unix tools (SIGPIPE), never with a panic from println!.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_inspect_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let model = nam_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(["inspect", &model])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the model is loaded and its calibration computed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}

@@ -54,6 +54,13 @@ pub enum Command {
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only read and print (or write their outputs atomically) end quietly on a
+    // closed pipe (`dealias inspect m.nam | head`), as Unix tools do, instead of panicking in
+    // println!. Training keeps Rust's default (the write fails, no signal), so a closed pipe
+    // cannot kill a run between checkpoints.
+    if !matches!(cli.command, Command::Finetune(_) | Command::Batch(_)) {
+        default_sigpipe();
+    }
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
         Command::Process(a) => process::run(a).map(|()| ExitCode::SUCCESS),
@@ -72,6 +79,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Restores SIGPIPE's default action (the process ends), which Rust's runtime ignores.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread is spawned; SIG_DFL is a valid
+    // handler for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
