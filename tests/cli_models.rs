@@ -294,7 +294,109 @@ fn slimmable_container_commands() {
         "44",
         "--quiet",
     ];
-    // Without --submodel: every submodel, one after another, written back once.
+    // One step on the small submodel: the container comes back with the same structure, the
+    // other submodel untouched and each config unchanged.
+    let student = tmp.path().join("s.nam");
+    let mut args = vec![
+        "finetune",
+        m,
+        "-o",
+        student.to_str().unwrap(),
+        "--submodel",
+        "0",
+    ];
+    args.extend(small);
+    let out = dealias(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = read_json(&model);
+    let b = read_json(&student);
+    let (sa, sb) = (&a["config"]["submodels"], &b["config"]["submodels"]);
+    assert_eq!(b["architecture"], "SlimmableContainer");
+    assert_eq!(sa[1], sb[1], "the other submodel is unchanged");
+    for i in 0..2 {
+        assert_eq!(sa[i]["max_value"], sb[i]["max_value"]);
+        assert_eq!(
+            sa[i]["model"]["config"].to_string(),
+            sb[i]["model"]["config"].to_string()
+        );
+    }
+    assert_ne!(sa[0]["model"]["weights"], sb[0]["model"]["weights"]);
+    assert!(b["metadata"]["dealias"].is_object());
+    // The fine-tuned submodel states its own calibration, the one `inspect` computes for the
+    // student (not the teacher's); the top level keeps the last submodel's, which did not change.
+    let md = |v: &serde_json::Value, k: &str| {
+        v["config"]["submodels"][0]["model"]["metadata"][k]
+            .as_f64()
+            .unwrap()
+    };
+    let out = dealias(&["inspect", "--json", student.to_str().unwrap()]);
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let computed = d["calibration"][0]["loudness"].as_f64().unwrap();
+    assert!(
+        (md(&b, "loudness") - computed).abs() < 1e-9,
+        "{} vs {computed}",
+        md(&b, "loudness")
+    );
+    assert_ne!(md(&b, "loudness"), md(&a, "loudness"));
+    assert!((md(&b, "gain") - d["calibration"][0]["gain"].as_f64().unwrap()).abs() < 1e-9);
+    assert_eq!(a["metadata"]["loudness"], b["metadata"]["loudness"]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("s.nam.report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["calibration"].as_array().unwrap().len(),
+        2,
+        "{}",
+        report["calibration"]
+    );
+}
+
+/// A container without `--submodel`: `finetune` fine-tunes every submodel, one after another,
+/// and writes the container back once (each config unchanged, each submodel's calibration its
+/// own, the top level the last submodel's); a rerun keeps the finished parts. The container is
+/// made of two small generated WaveNets, so the two runs stay cheap.
+#[test]
+fn finetune_fine_tunes_every_submodel_of_a_container() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = |name: &str| {
+        let mut d = read_json(&common::data(&format!("reference/{name}/{name}.nam")));
+        d["metadata"] = serde_json::json!({"loudness": -20.0, "gain": 0.5});
+        d
+    };
+    let container = serde_json::json!({
+        "version": "0.7.0",
+        "architecture": "SlimmableContainer",
+        "sample_rate": 48000,
+        "metadata": {"loudness": -20.0, "gain": 0.5},
+        "config": {"submodels": [
+            {"max_value": 0.5, "model": sub("wavenet_tanh_plain")},
+            {"max_value": 1.0, "model": sub("wavenet_relu_plain")},
+        ]},
+    });
+    let model = tmp.path().join("c.nam");
+    std::fs::write(&model, serde_json::to_vec(&container).unwrap()).unwrap();
+    let m = model.to_str().unwrap();
+    let small = [
+        "--steps",
+        "1",
+        "--frame-seconds",
+        "0.1",
+        "--pre-emphasis",
+        "none",
+        "--batch-size",
+        "2",
+        "--tones-per-epoch",
+        "2",
+        "--validation-stride",
+        "44",
+        "--max-esr-t",
+        "100",
+        "--quiet",
+    ];
     let all = tmp.path().join("all.nam");
     let mut args = vec!["finetune", m, "-o", all.to_str().unwrap()];
     args.extend(small);
@@ -327,52 +429,4 @@ fn slimmable_container_commands() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already fine-tuned"));
     assert_eq!(std::fs::read(&all).unwrap(), first);
-    // The part of submodel 0 is what `--submodel 0` writes: the container with the same
-    // structure, the other submodel untouched and each config unchanged.
-    let student = tmp.path().join("all.nam.submodels").join("submodel-0.nam");
-    let b = read_json(&student);
-    let (sa, sb) = (&a["config"]["submodels"], &b["config"]["submodels"]);
-    assert_eq!(b["architecture"], "SlimmableContainer");
-    assert_eq!(sa[1], sb[1], "the other submodel is unchanged");
-    for i in 0..2 {
-        assert_eq!(sa[i]["max_value"], sb[i]["max_value"]);
-        assert_eq!(
-            sa[i]["model"]["config"].to_string(),
-            sb[i]["model"]["config"].to_string()
-        );
-    }
-    assert_ne!(sa[0]["model"]["weights"], sb[0]["model"]["weights"]);
-    assert!(b["metadata"]["dealias"].is_object());
-    // The fine-tuned submodel states its own calibration, the one `inspect` computes for the
-    // student (not the teacher's); the top level keeps the last submodel's, which did not change.
-    let md = |v: &serde_json::Value, k: &str| {
-        v["config"]["submodels"][0]["model"]["metadata"][k]
-            .as_f64()
-            .unwrap()
-    };
-    let out = dealias(&["inspect", "--json", student.to_str().unwrap()]);
-    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let computed = d["calibration"][0]["loudness"].as_f64().unwrap();
-    assert!(
-        (md(&b, "loudness") - computed).abs() < 1e-9,
-        "{} vs {computed}",
-        md(&b, "loudness")
-    );
-    assert_ne!(md(&b, "loudness"), md(&a, "loudness"));
-    assert!((md(&b, "gain") - d["calibration"][0]["gain"].as_f64().unwrap()).abs() < 1e-9);
-    assert_eq!(a["metadata"]["loudness"], b["metadata"]["loudness"]);
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            tmp.path()
-                .join("all.nam.submodels/submodel-0.nam.report.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        report["calibration"].as_array().unwrap().len(),
-        2,
-        "{}",
-        report["calibration"]
-    );
 }
