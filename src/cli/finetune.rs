@@ -566,7 +566,7 @@ pub(crate) fn finetune_one(
             );
         }
     }
-    // A container: one submodel per run, written back into the container.
+    // A container: the chosen submodel, written back into the container; or every one in turn.
     let model = match super::chosen_submodel(&model, &train.slim, model_path)? {
         Some(i) => model.select_submodel(i)?,
         None if model.is_container() => {
