@@ -115,6 +115,20 @@ fn finetune_options_are_checked_up_front() {
     let dir = tempfile::tempdir().unwrap();
     let m = small_model(dir.path());
     let out = dir.path().join("o.json");
+    // Values the option parser refuses: a usage error (status 2) naming the accepted form.
+    for (value, expect) in [
+        (
+            "110:0.5",
+            "focus notes 110 to 108.5, share 0.5: give MIDI notes 21 <= from < to <= 127",
+        ),
+        ("96:1.5", "share 1.5"),
+        ("high", "give `paper` or `MIDI:SHARE`"),
+    ] {
+        let o = dealias(&finetune_args(s(&m), s(&out), &["--focus-notes", value]));
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{value}: {e}");
+        assert!(e.contains(expect), "{value}: expected {expect:?} in {e}");
+    }
     let cases: &[(&[&str], &str)] = &[
         (
             &["--minutes=-1"],

@@ -122,7 +122,8 @@ impl ToneNotes {
                     Ok(())
                 } else {
                     Err(format!(
-                        "focus notes {from_midi} to {to_midi}, share {fraction}: give MIDI notes                          21 <= from < to <= 127 and a share from 0 to 1"
+                        "focus notes {from_midi} to {to_midi}, share {fraction}: give MIDI notes \
+                         21 <= from < to <= 127 and a share from 0 to 1"
                     ))
                 }
             }
