@@ -27,16 +27,19 @@ fn audit_ranks_models_and_lists_failures() {
     std::fs::write(lib.join("broken.json"), "{\"foo\": 1}").unwrap();
     std::fs::write(lib.join("notes.txt"), "not a model").unwrap();
     let out_dir = dir.path().join("out");
-    let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
-        .args([
-            "audit",
-            lib.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let run_audit = || {
+        Command::new(env!("CARGO_BIN_EXE_dealias"))
+            .args([
+                "audit",
+                lib.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run_audit();
     // One file could not be measured: a non-zero exit, after writing everything.
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 3 files"));
@@ -114,21 +117,11 @@ fn audit_ranks_models_and_lists_failures() {
     let mut text = std::fs::read(&b).unwrap();
     text.push(b'\n');
     std::fs::write(&b, text).unwrap();
-    let rerun = |lib: &std::path::Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
-            .args([
-                "audit",
-                lib.to_str().unwrap(),
-                "--out",
-                out_dir.to_str().unwrap(),
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rerun = || {
+        let v: serde_json::Value = serde_json::from_slice(&run_audit().stdout).unwrap();
         v["models"].as_array().unwrap().clone()
     };
-    let models2 = rerun(&lib);
+    let models2 = rerun();
     let nmr_of = |ms: &[serde_json::Value], name: &str| {
         ms.iter()
             .find(|m| m["path"].as_str().unwrap().ends_with(name))
@@ -150,6 +143,6 @@ fn audit_ranks_models_and_lists_failures() {
         .find(|k| std::fs::read_to_string(k).unwrap().contains("a.json"))
         .unwrap();
     std::fs::write(a_kept, "{\"key\": ").unwrap();
-    let models3 = rerun(&lib);
+    let models3 = rerun();
     assert_eq!(nmr_of(&models3, "a.json"), nmr_of(models, "a.json"));
 }

@@ -808,7 +808,6 @@ fn finetune_container(
     ));
     let mut student = model.clone();
     let mut reports = Vec::with_capacity(n);
-    let mut scores = None;
     for i in 0..n {
         let part = RunFiles::new(&files.model, &parts.join(format!("submodel-{i}.nam")), None);
         let _locks = part.outputs().claim()?;
@@ -836,15 +835,14 @@ fn finetune_container(
             let end = finetune_one(&part_train, checked, &part, part_resume, interrupt)?;
             if end.interrupted {
                 eprintln!(
-                    "the container is not written: submodel {i} was interrupted; continue with \
-                     the same command and --resume"
+                    "the container is not written: submodel {i} was interrupted; the same \
+                     command continues it from its checkpoint"
                 );
                 return Ok(RunEnd {
                     scores: None,
                     interrupted: true,
                 });
             }
-            scores = end.scores;
         }
         let done = crate::load_model(&part.output)?;
         let net = done
@@ -871,13 +869,7 @@ fn finetune_container(
     let model_bytes = crate::formats::model_bytes(&student, Some(note))?;
     let mut json = reports.last().cloned().unwrap_or_default();
     json["settings"] = train.settings().into();
-    json["calibration"] = recalibrated
-        .iter()
-        .map(|r| {
-            serde_json::json!({"submodel": r.submodel, "key": r.key, "before": r.before,
-                "after": r.after})
-        })
-        .collect();
+    json["calibration"] = serde_json::to_value(&recalibrated)?;
     json["model"] = serde_json::json!({
         "file": files.output.file_name().map(|n| n.to_string_lossy().into_owned()),
         "checksum": crate::io::checksum(&model_bytes),
@@ -893,14 +885,7 @@ fn finetune_container(
     written.push((&files.output, &model_bytes));
     crate::io::write_together(&written)?;
     for r in &recalibrated {
-        eprintln!(
-            "{}metadata.{} {:.3} -> {:.3}",
-            r.submodel
-                .map_or(String::new(), |i| format!("submodel {i}: ")),
-            r.key,
-            r.before,
-            r.after
-        );
+        eprintln!("{r} (recomputed for the student as the NAM trainer does)");
     }
     eprintln!(
         "wrote {} (every submodel; each one's reports in {})",
@@ -908,7 +893,8 @@ fn finetune_container(
         parts.display()
     );
     Ok(RunEnd {
-        scores: scores.or_else(|| batch::completed(&files.output).map(|f| f.scores)),
+        // The container's report is the default submodel's: its scores.
+        scores: Some(batch::Scores::from_report(&json)),
         interrupted: false,
     })
 }
@@ -1000,15 +986,7 @@ fn report_and_save(
     // The plugin's Normalize reads metadata.loudness: the student states its own.
     let recalibrated = crate::eval::calibration::recalibrate(&mut student)?;
     for r in &recalibrated {
-        eprintln!(
-            "{}metadata.{} {:.3} -> {:.3}{} (recomputed for the student as the NAM trainer does)",
-            r.submodel
-                .map_or(String::new(), |i| format!("submodel {i}: ")),
-            r.key,
-            r.before,
-            r.after,
-            if r.key == "loudness" { " dB" } else { "" }
-        );
+        eprintln!("{r} (recomputed for the student as the NAM trainer does)");
     }
     let note = serde_json::json!({
         "method": "teacher-student anti-aliasing fine-tuning (Carson, Wright & Bilbao, DAFx25)",
@@ -1026,13 +1004,7 @@ fn report_and_save(
     json["stop"] = why.into();
     json["complete"] = (outcome.stop != StopReason::Interrupted).into();
     json["settings"] = train.settings().into();
-    json["calibration"] = recalibrated
-        .iter()
-        .map(|r| {
-            serde_json::json!({"submodel": r.submodel, "key": r.key, "before": r.before,
-                "after": r.after})
-        })
-        .collect();
+    json["calibration"] = serde_json::to_value(&recalibrated)?;
     // Ties the report to the model it describes (the report is written first).
     json["model"] = serde_json::json!({
         "file": output.file_name().map(|n| n.to_string_lossy().into_owned()),

@@ -198,19 +198,13 @@ pub fn describe(model: &ModelFile) -> Value {
 /// ([`crate::eval::calibration`]): the file's own for a single model; per submodel (their own
 /// metadata) for a container, whose top level states the last one's.
 fn calibration(model: &ModelFile) -> Value {
-    use crate::eval::calibration::{nam_calibration, stated};
+    use crate::eval::calibration::{metadata_pointer, nam_calibration, stated};
     let nets = model.submodel_networks();
     nets.iter()
         .enumerate()
         .map(|(i, n)| {
-            let md = if model.is_container() {
-                model
-                    .document
-                    .pointer(&format!("/config/submodels/{i}/model/metadata"))
-            } else {
-                model.document.get("metadata")
-            };
-            let (loudness, gain) = stated(md);
+            let pointer = metadata_pointer(model.is_container().then_some(i));
+            let (loudness, gain) = stated(model.document.pointer(&pointer));
             let cal = nam_calibration(n);
             json!({
                 "submodel": model.is_container().then_some(i),

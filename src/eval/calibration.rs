@@ -89,8 +89,16 @@ pub fn stated(metadata: Option<&Value>) -> (Option<f64>, Option<f64>) {
     (get("loudness"), get("gain"))
 }
 
-/// One calibration value rewritten by [`recalibrate`].
-#[derive(Clone, Debug, PartialEq)]
+/// Where a NAM file's metadata object is: the file's own (`None`), or container submodel `i`'s.
+pub fn metadata_pointer(submodel: Option<usize>) -> String {
+    match submodel {
+        Some(i) => format!("/config/submodels/{i}/model/metadata"),
+        None => "/metadata".to_string(),
+    }
+}
+
+/// One calibration value rewritten by [`recalibrate`] (as JSON: its four fields).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Recalibrated {
     /// The submodel (`None`: the file's own metadata).
     pub submodel: Option<usize>,
@@ -98,6 +106,21 @@ pub struct Recalibrated {
     pub key: &'static str,
     pub before: f64,
     pub after: f64,
+}
+
+/// `submodel 0: metadata.loudness -20.021 -> -20.310 dB`.
+impl std::fmt::Display for Recalibrated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(i) = self.submodel {
+            write!(f, "submodel {i}: ")?;
+        }
+        let unit = if self.key == "loudness" { " dB" } else { "" };
+        write!(
+            f,
+            "metadata.{} {:.3} -> {:.3}{unit}",
+            self.key, self.before, self.after
+        )
+    }
 }
 
 /// Recomputes the calibration of every network of a NAM file that differs from the one it was
@@ -110,37 +133,36 @@ pub fn recalibrate(model: &mut ModelFile) -> Result<Vec<Recalibrated>> {
         return Ok(Vec::new());
     }
     let original = model.source_networks()?;
-    let current: Vec<Network> = model.submodel_networks().into_iter().cloned().collect();
-    if original.len() != current.len() {
+    // As the file will hold it (changed weights are written as f32): a network whose written
+    // weights equal the file's is unchanged.
+    let saved =
+        crate::formats::load_model_from_bytes(&crate::formats::model_bytes(model, None)?, None)?;
+    let written = saved.submodel_networks();
+    if original.len() != written.len() {
         return Err(Error::InvalidArgument(format!(
             "the model holds {} networks but its file {}",
-            current.len(),
+            written.len(),
             original.len()
         )));
     }
-    let saved =
-        crate::formats::load_model_from_bytes(&crate::formats::model_bytes(model, None)?, None)?;
-    let written: Vec<&Network> = saved.submodel_networks();
     let container = model.is_container();
     let mut changes = Vec::new();
     let mut last = None;
-    for (i, (now, was)) in current.iter().zip(&original).enumerate() {
-        let is_last = i + 1 == current.len();
-        if now == was {
+    for (i, (now, was)) in written.iter().zip(&original).enumerate() {
+        if *now == was {
             continue;
         }
-        // As the file will hold it (changed weights are written as f32).
-        let cal = nam_calibration(written[i]);
-        if is_last {
+        let cal = nam_calibration(now);
+        if i + 1 == written.len() {
             last = Some(cal);
         }
-        let pointer = if container {
-            format!("/config/submodels/{i}/model/metadata")
-        } else {
-            "/metadata".to_string()
-        };
-        let submodel = container.then_some(i);
-        changes.extend(set(&mut model.document, &pointer, cal, submodel));
+        let pointer = metadata_pointer(container.then_some(i));
+        changes.extend(set(
+            &mut model.document,
+            &pointer,
+            cal,
+            container.then_some(i),
+        ));
     }
     if let (true, Some(cal)) = (container, last) {
         changes.extend(set(&mut model.document, "/metadata", cal, None));
