@@ -45,6 +45,7 @@ fn array(
             gating: Gating::None,
             one_by_one: Some(conv(rng, ch, ch, 1, 1, true)),
             head1x1: None,
+            films: Default::default(),
         })
         .collect();
     WaveNetLayerArray {

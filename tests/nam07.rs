@@ -32,7 +32,7 @@ fn official_outputs() {
         .into_iter()
         .filter(|c| c.get("max_values").is_none())
         .collect();
-    assert_eq!(cases.len(), 4);
+    assert_eq!(cases.len(), 5);
     for case in &cases {
         let name = case["case"].as_str().unwrap();
         let dir = root.join(name);
@@ -111,6 +111,45 @@ fn settings_are_read() {
     assert!(err.contains("head1x1"), "{err}");
 }
 
+/// Each FiLM slot is read with its shift setting and its convolution's shape (condition →
+/// (1 + shift) · the modulated width), and fine-tuning refuses FiLM by name.
+#[test]
+fn film_settings_are_read() {
+    use dealias::models::FilmSlot;
+    let m = parse_model(case_doc("film_all_slots"), None, false).unwrap();
+    let Network::WaveNet(w) = &m.network else {
+        panic!("a WaveNet")
+    };
+    // Array 0: channels 4, bottleneck 3, head1x1 2; layer 1 is gated (mid 6).
+    let l = &w.layer_arrays[0].layers[1];
+    let shape = |slot: FilmSlot| {
+        let f = l.films.get(slot).expect("active");
+        (f.shift, f.conv.in_channels, f.conv.out_channels)
+    };
+    assert_eq!(shape(FilmSlot::ConvPre), (true, 1, 8));
+    assert_eq!(shape(FilmSlot::ConvPost), (false, 1, 6));
+    assert_eq!(shape(FilmSlot::InputMixinPre), (true, 1, 2));
+    assert_eq!(shape(FilmSlot::InputMixinPost), (true, 1, 12));
+    assert_eq!(shape(FilmSlot::ActivationPre), (true, 1, 12));
+    assert_eq!(shape(FilmSlot::ActivationPost), (true, 1, 6));
+    assert_eq!(shape(FilmSlot::Layer1x1Post), (false, 1, 4));
+    assert_eq!(shape(FilmSlot::Head1x1Post), (true, 1, 4));
+    let second = &w.layer_arrays[1].layers[0].films;
+    assert!(second.get(FilmSlot::Head1x1Post).is_none());
+    assert!(second.get(FilmSlot::InputMixinPre).is_none());
+    assert!(second.get(FilmSlot::ConvPre).is_some());
+    let err = m.network.check_trainable().unwrap_err().to_string();
+    assert!(err.contains("FiLM"), "{err}");
+    // Layers 0 and 1 (none, gated) have a layer1x1_post_film, which the plugin's engine skips.
+    assert!(
+        m.notices.iter().any(|n| n.contains("NeuralAmpModelerCore")),
+        "{:?}",
+        m.notices
+    );
+    let plain = parse_model(case_doc("gating_bottleneck_head1x1"), None, false).unwrap();
+    assert!(plain.notices.is_empty(), "{:?}", plain.notices);
+}
+
 fn load_err(doc: Value) -> String {
     match parse_model(doc, None, false) {
         Ok(_) => panic!("loads"),
@@ -120,10 +159,26 @@ fn load_err(doc: Value) -> String {
 
 #[test]
 fn refusals_name_the_feature() {
+    // FiLM: a slot turned on without its weights, or on a 1x1 the layer does not have.
     let mut d = case_doc("a2_like");
-    d["config"]["layers"][0]["conv_post_film"]["active"] = Value::Bool(true);
+    d["config"]["layers"][0]["conv_post_film"] = serde_json::json!({"active": true});
     let e = load_err(d);
-    assert!(e.contains("FiLM") && e.contains("conv_post_film"), "{e}");
+    assert!(e.contains("wrong number of weights"), "{e}");
+    let mut d = case_doc("groups_no_layer1x1_post_head");
+    d["config"]["layers"][0]["layer1x1_post_film"] = serde_json::json!({"active": true});
+    let e = load_err(d);
+    assert!(
+        e.contains("layer1x1_post_film: active while layer1x1 is not"),
+        "{e}"
+    );
+    let mut d = case_doc("film_all_slots");
+    d["config"]["layers"][0]["conv_pre_film"]["groups"] = Value::from(2);
+    let e = load_err(d);
+    assert!(e.contains("conv_pre_film: 2 groups do not divide"), "{e}");
+    let mut d = case_doc("film_all_slots");
+    d["config"]["layers"][0]["conv_pre_film"]["scale"] = Value::from(2);
+    let e = load_err(d);
+    assert!(e.contains("\"scale\""), "{e}");
 
     let mut d = case_doc("a2_like");
     d["config"]["condition_dsp"] = case_doc("classic_07");

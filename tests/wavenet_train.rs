@@ -67,6 +67,7 @@ fn small_net(cfg: &Config) -> WaveNet {
                         },
                         one_by_one: Some(conv(&mut rng, ch, ch, 1, 1, true, s)),
                         head1x1: None,
+                        films: Default::default(),
                     })
                     .collect(),
                 head_rechannel: conv(&mut rng, ch, head, 1, 1, cfg.head_bias, s),
@@ -253,6 +254,7 @@ fn wide_net() -> WaveNet {
                 gating: Gating::None,
                 one_by_one: Some(conv(rng, ch, ch, 1, 1, true, 1.0 / (ch as f64).sqrt())),
                 head1x1: None,
+                films: Default::default(),
             })
             .collect(),
         head_rechannel: conv(rng, ch, head, 1, 1, true, 1.0 / (ch as f64).sqrt()),

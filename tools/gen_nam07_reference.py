@@ -50,6 +50,7 @@ def layer_array(
     head1x1=None,
     layer1x1=None,
     groups_input=1,
+    film_params=None,
 ):
     """A layer array in the package's init format (`_LayerArray.parse_config`)."""
     c = {
@@ -68,6 +69,8 @@ def layer_array(
         c["head_1x1_config"] = head1x1
     if layer1x1 is not None:
         c["layer_1x1_config"] = layer1x1
+    if film_params is not None:
+        c["film_params"] = film_params
     return c
 
 
@@ -195,6 +198,31 @@ def main():
                      head={"channels": 3, "activation": "Tanh", "out_channels": 1, "kernel_sizes": [3, 1, 2]},
                      seed=4),
                "Softsign/Softsigmoid/Tanh, groups_input 2 and 4, layer1x1 inactive, post-head kernel sizes 3,1,2", 4)
+
+    # FiLM: every slot, with and without shift, in each gating mode (the condition is the
+    # model input, so a FiLM's groups are 1).
+    def films(*inactive, no_shift=()):
+        keys = ["conv_pre_film", "conv_post_film", "input_mixin_pre_film", "input_mixin_post_film",
+                "activation_pre_film", "activation_post_film", "layer1x1_post_film", "head1x1_post_film"]
+        return {k: {"active": True, "shift": k not in no_shift, "groups": 1}
+                for k in keys if k not in inactive}
+    write_case(root, cases, "film_all_slots",
+               build([layer_array(4, [3, 2, 3], [1, 2, 5],
+                                  ["Tanh", {"name": "PairMultiply", "primary": "Tanh", "secondary": "Sigmoid"},
+                                   {"name": "PairBlend", "primary": "SiLU", "secondary": "Sigmoid"}],
+                                  {"out_channels": 2, "kernel_size": 2, "bias": True},
+                                  bottleneck=3,
+                                  head1x1={"active": True, "out_channels": 2, "groups": 1},
+                                  layer1x1={"active": True, "groups": 1},
+                                  film_params=films(no_shift=("conv_post_film", "layer1x1_post_film"))),
+                      layer_array(3, [2, 2], [1, 3], "Softsign",
+                                  {"out_channels": 1, "kernel_size": 1, "bias": True},
+                                  input_size=4, head1x1={"active": True, "out_channels": 2, "groups": 1},
+                                  film_params=films("head1x1_post_film", "input_mixin_pre_film",
+                                                    no_shift=("activation_post_film",)))],
+                     head_scale=0.5, seed=6, scale=1.2),
+               "FiLM: all eight slots (scale only at conv_post and layer1x1_post) over none/gated/blended "
+               "layers with bottleneck 3 of 4 and head1x1; second array six slots, kernel-1 head", 6)
 
     container_case(root, cases)
 

@@ -55,24 +55,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(e) = d["test_vector_error"].as_f64() {
         println!("test vectors:    reproduced to {e:.1e} of their peak (bare network, knobs at 0)");
     }
-    if let Some(subs) = d["submodels"].as_array() {
-        println!("submodels (the plugin's slider picks one; the default is marked *):");
-        for sm in subs {
-            println!(
-                "  [{}]{} max_value {}: slider {} to {}, {} parameters, receptive field {} samples",
-                sm["index"],
-                if sm["default"] == true { "*" } else { " " },
-                sm["max_value"],
-                sm["slider_range"][0],
-                sm["slider_range"][1],
-                sm["parameters"],
-                sm["receptive_field"],
-            );
-        }
-        println!("settings of the default submodel:");
-    } else {
-        println!("settings:");
-    }
     if let Some(cal) = d["calibration"].as_array() {
         println!(
             "calibration (metadata.loudness, metadata.gain; computed as the NAM trainer defines them):"
@@ -93,6 +75,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 c["gain"].as_f64().unwrap_or(f64::NAN),
             );
         }
+    }
+    if let Some(subs) = d["submodels"].as_array() {
+        println!("submodels (the plugin's slider picks one; the default is marked *):");
+        for sm in subs {
+            println!(
+                "  [{}]{} max_value {}: slider {} to {}, {} parameters, receptive field {} samples",
+                sm["index"],
+                if sm["default"] == true { "*" } else { " " },
+                sm["max_value"],
+                sm["slider_range"][0],
+                sm["slider_range"][1],
+                sm["parameters"],
+                sm["receptive_field"],
+            );
+        }
+        println!("settings of the default submodel:");
+    } else {
+        println!("settings:");
     }
     print_value(&d["settings"], 2);
     if !d["metadata"].is_null() {
@@ -232,6 +232,15 @@ fn extent(net: &Network) -> (Option<usize>, Option<usize>) {
     }
 }
 
+/// The active FiLM slots of a layer (the file's keys).
+fn film_keys(layer: &crate::models::WaveNetLayer) -> Vec<&'static str> {
+    crate::models::FilmSlot::ALL
+        .into_iter()
+        .filter(|&s| layer.films.get(s).is_some())
+        .map(|s| s.key())
+        .collect()
+}
+
 /// The settings of a network, by architecture.
 fn network_settings(net: &Network) -> Value {
     match net {
@@ -252,6 +261,7 @@ fn network_settings(net: &Network) -> Value {
                     "groups_input": first.conv.groups,
                     "head_kernel_size": a.head_rechannel.kernel_size,
                     "head_bias": a.head_rechannel.bias.is_some(),
+                    "films": film_keys(first),
                 })
             }).collect::<Vec<_>>(),
             "post_head": w.head.as_ref().map(|h| json!({

@@ -30,8 +30,8 @@ use serde_json::{Map, Value};
 
 use super::json::{self, boolean, field, number, numbers, object, size, MAX_DILATION, MAX_SIZE};
 use crate::models::{
-    Activation, Cell, Conv1d, Gating, Linear, Network, Rnn, RnnLayer, WaveNet, WaveNetHead,
-    WaveNetLayer, WaveNetLayerArray,
+    Activation, Cell, Conv1d, Film, FilmSlot, Gating, LayerFilms, Linear, Network, Rnn, RnnLayer,
+    WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray,
 };
 
 /// What a `.nam` document describes.
@@ -407,6 +407,8 @@ struct LayerSpec {
     gating: Gating,
     layer1x1: Option<ConvSpec>,
     head1x1: Option<ConvSpec>,
+    /// Active FiLM slots and their convolutions (condition → (1 + shift) · dim).
+    films: Vec<(FilmSlot, bool, ConvSpec)>,
 }
 
 /// A layer array before its weights are read.
@@ -419,17 +421,33 @@ struct ArraySpec {
     head_rechannel: ConvSpec,
 }
 
-/// The FiLM slots of a 0.7 layer; they load only when inactive.
-const FILM_SLOTS: [&str; 8] = [
-    "conv_pre_film",
-    "conv_post_film",
-    "input_mixin_pre_film",
-    "input_mixin_post_film",
-    "activation_pre_film",
-    "activation_post_film",
-    "layer1x1_post_film",
-    "head1x1_post_film",
-];
+/// A FiLM slot's settings (`{active, shift, groups}`); `None` when inactive. As the
+/// neural-amp-modeler package reads them: `active` defaults to false, `shift` to true.
+fn film_settings(v: &Value, what: &str) -> Result<Option<(bool, usize)>, String> {
+    match v {
+        Value::Null | Value::Bool(false) => return Ok(None),
+        Value::Object(_) => {}
+        _ => return Err(format!("{what} must be an object")),
+    }
+    let o = object(v, what)?;
+    only_keys(o, &["active", "shift", "groups"], what)?;
+    let active = match o.get("active") {
+        None => false,
+        Some(a) => boolean(a, &format!("{what}: active"))?,
+    };
+    if !active {
+        return Ok(None);
+    }
+    let shift = match o.get("shift") {
+        None => true,
+        Some(s) => boolean(s, &format!("{what}: shift"))?,
+    };
+    let groups = match o.get("groups") {
+        None | Some(Value::Null) => 1,
+        Some(g) => size(g, &format!("{what}: groups"), 1, MAX_SIZE)?,
+    };
+    Ok(Some((shift, groups)))
+}
 
 /// A per-layer setting: one value for every layer, or an array of one per layer.
 fn per_layer<'a>(v: &'a Value, n: usize, what: &str, key: &str) -> Result<Vec<&'a Value>, String> {
@@ -509,23 +527,26 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
         "film_params",
         "condition_dsp",
     ];
-    for (k, val) in o {
-        if FILM_SLOTS.contains(&k.as_str()) {
-            let active = match val {
-                Value::Null | Value::Bool(false) => false,
-                Value::Object(f) => f.get("active").is_some_and(|a| a != &Value::Bool(false)),
-                _ => true,
-            };
-            if active {
-                return unsupported(format!("FiLM (\"{k}\" active)"));
-            }
-        } else if !KNOWN.contains(&k.as_str()) {
+    for k in o.keys() {
+        if !KNOWN.contains(&k.as_str()) && !FilmSlot::ALL.iter().any(|s| s.key() == k) {
             return Err(format!("{what}: unsupported setting \"{k}\""));
         }
     }
     if o.get("film_params").is_some_and(|f| !f.is_null()) {
-        return unsupported("FiLM (\"film_params\")".into());
+        // The package's init format; its exporter writes the flat slot keys.
+        return unsupported(
+            "FiLM as \"film_params\" (a .nam file states each slot by its key)".into(),
+        );
     }
+    let films: Vec<(FilmSlot, bool, usize)> = FilmSlot::ALL
+        .into_iter()
+        .filter_map(|slot| {
+            let v = o.get(slot.key())?;
+            film_settings(v, &format!("{what}: {}", slot.key()))
+                .map(|f| f.map(|(shift, groups)| (slot, shift, groups)))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
     if o.get("condition_dsp").is_some_and(|f| !f.is_null()) {
         return unsupported("condition_dsp".into());
     }
@@ -738,6 +759,34 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
                         .grouped(h1_groups, &format!("{lw} head1x1"))
                 })
                 .transpose()?,
+            films: films
+                .iter()
+                .map(|&(slot, shift, groups)| {
+                    let dim = match slot {
+                        FilmSlot::ConvPre | FilmSlot::Layer1x1Post => channels,
+                        FilmSlot::ConvPost | FilmSlot::InputMixinPost | FilmSlot::ActivationPre => {
+                            mid
+                        }
+                        FilmSlot::InputMixinPre => condition_size,
+                        FilmSlot::ActivationPost => bottleneck,
+                        FilmSlot::Head1x1Post => head_width,
+                    };
+                    let fw = format!("{lw} {}", slot.key());
+                    match slot {
+                        FilmSlot::Layer1x1Post if !l1_active => {
+                            return Err(format!("{fw}: active while layer1x1 is not"))
+                        }
+                        FilmSlot::Head1x1Post if !h1_active => {
+                            return Err(format!("{fw}: active while head1x1 is not"))
+                        }
+                        _ => {}
+                    }
+                    let out = if shift { 2 * dim } else { dim };
+                    let conv =
+                        ConvSpec::new(condition_size, out, 1, 1, true).grouped(groups, &fw)?;
+                    Ok((slot, shift, conv))
+                })
+                .collect::<Result<_, String>>()?,
         });
     }
     Ok(ArraySpec {
@@ -850,6 +899,7 @@ fn parse_wavenet(
                 .layer1x1
                 .iter()
                 .chain(&l.head1x1)
+                .chain(l.films.iter().map(|(_, _, c)| c))
                 .map(ConvSpec::count)
                 .sum::<u128>();
             history += l.conv.history();
@@ -893,6 +943,17 @@ fn parse_wavenet(
                     gating: l.gating,
                     one_by_one: l.layer1x1.as_ref().map(|c| r.conv(c)),
                     head1x1: l.head1x1.as_ref().map(|c| r.conv(c)),
+                    // Read after the 1x1s, in slot order, as the package exports them.
+                    films: {
+                        let mut films = LayerFilms::default();
+                        for (slot, shift, c) in &l.films {
+                            films.0[*slot as usize] = Some(Film {
+                                conv: r.conv(c),
+                                shift: *shift,
+                            });
+                        }
+                        films
+                    },
                 })
                 .collect();
             WaveNetLayerArray {
@@ -916,6 +977,21 @@ fn parse_wavenet(
         head_scale: vec![head_scale],
     };
     net.validate()?;
+    let skipped_by_core = net.layer_arrays.iter().any(|a| {
+        a.layers.iter().any(|l| {
+            l.films.get(FilmSlot::Layer1x1Post).is_some() && !matches!(l.gating, Gating::Blended(_))
+        })
+    });
+    if skipped_by_core {
+        // Measured with tools/check_with_nam_core.sh: NeuralAmpModelerCore applies this FiLM
+        // only in blended layers.
+        notices.push(
+            "layer1x1_post_film is active in a layer whose gating_mode is none or gated: dealias \
+             applies it as the neural-amp-modeler package does, but NeuralAmpModelerCore (the \
+             plugin) skips it there, so the plugin plays this file differently"
+                .into(),
+        );
+    }
     Ok(net)
 }
 

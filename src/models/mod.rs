@@ -19,7 +19,10 @@ pub mod wavenet_train;
 pub use activations::Activation;
 pub use linear::Linear;
 pub use rnn::{Cell, Rnn, RnnLayer};
-pub use wavenet::{Conv1d, Gating, WaveNet, WaveNetHead, WaveNetLayer, WaveNetLayerArray};
+pub use wavenet::{
+    Conv1d, Film, FilmSlot, Gating, LayerFilms, WaveNet, WaveNetHead, WaveNetLayer,
+    WaveNetLayerArray,
+};
 
 use std::fmt::Debug;
 use std::iter::Sum;

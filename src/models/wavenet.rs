@@ -11,6 +11,10 @@
 //! contributions; the network output is `head_scale ·` the last head (through the optional
 //! post-head). Grouped convolutions follow PyTorch's `groups`.
 //!
+//! FiLM (0.7 `*_film` slots): at up to eight points of a layer, a signal `x` becomes
+//! `scale(c) · x + shift(c)`, `[scale; shift] = film_conv(c)` a 1×1 (with bias) of the
+//! condition, as `nam.models.wavenet._film.FiLM` computes it.
+//!
 //! Convolution weights are stored as in PyTorch/NAM: `weight[o][i][k]`, tap `k = K-1` on the
 //! newest sample.
 
@@ -113,6 +117,91 @@ impl Gating {
     }
 }
 
+/// The points of a layer where a FiLM can modulate a signal (NAM's slot names and weight
+/// order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilmSlot {
+    /// The layer input, before the dilated convolution (`channels`).
+    ConvPre,
+    /// The dilated convolution's output (`mid`).
+    ConvPost,
+    /// The condition, before the input mixer (`condition_size`).
+    InputMixinPre,
+    /// The input mixer's output (`mid`).
+    InputMixinPost,
+    /// Their sum, before the activation (`mid`).
+    ActivationPre,
+    /// The activation's output (`bottleneck`).
+    ActivationPost,
+    /// The layer1x1's output (`channels`).
+    Layer1x1Post,
+    /// The head1x1's output (its `out_channels`).
+    Head1x1Post,
+}
+
+impl FilmSlot {
+    /// Every slot, in NAM's weight order.
+    pub const ALL: [FilmSlot; 8] = [
+        FilmSlot::ConvPre,
+        FilmSlot::ConvPost,
+        FilmSlot::InputMixinPre,
+        FilmSlot::InputMixinPost,
+        FilmSlot::ActivationPre,
+        FilmSlot::ActivationPost,
+        FilmSlot::Layer1x1Post,
+        FilmSlot::Head1x1Post,
+    ];
+
+    /// The layer-array key of the slot in a `.nam` file.
+    pub fn key(self) -> &'static str {
+        match self {
+            FilmSlot::ConvPre => "conv_pre_film",
+            FilmSlot::ConvPost => "conv_post_film",
+            FilmSlot::InputMixinPre => "input_mixin_pre_film",
+            FilmSlot::InputMixinPost => "input_mixin_post_film",
+            FilmSlot::ActivationPre => "activation_pre_film",
+            FilmSlot::ActivationPost => "activation_post_film",
+            FilmSlot::Layer1x1Post => "layer1x1_post_film",
+            FilmSlot::Head1x1Post => "head1x1_post_film",
+        }
+    }
+}
+
+/// A feature-wise linear modulation: `x ← scale · x (+ shift)`, `[scale; shift]` the
+/// output of `conv` (condition → `(1 + shift) · dim`, 1×1, with bias) on the condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Film {
+    pub conv: Conv1d,
+    pub shift: bool,
+}
+
+impl Film {
+    /// Channels of the modulated signal.
+    pub fn dim(&self) -> usize {
+        if self.shift {
+            self.conv.out_channels / 2
+        } else {
+            self.conv.out_channels
+        }
+    }
+}
+
+/// A layer's FiLMs, indexed by [`FilmSlot`] (`None`: the slot is inactive).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerFilms(pub [Option<Film>; 8]);
+
+impl LayerFilms {
+    /// The FiLM at `slot`, if active.
+    pub fn get(&self, slot: FilmSlot) -> Option<&Film> {
+        self.0[slot as usize].as_ref()
+    }
+
+    /// Whether any slot is active.
+    pub fn any(&self) -> bool {
+        self.0.iter().any(Option::is_some)
+    }
+}
+
 /// One dilated layer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WaveNetLayer {
@@ -129,6 +218,8 @@ pub struct WaveNetLayer {
     /// `bottleneck → head1x1.out_channels`, 1×1, with bias (NAM `head1x1`); without it the
     /// activation output is the layer's head contribution.
     pub head1x1: Option<Conv1d>,
+    /// FiLM modulations (0.7 files; usually none).
+    pub films: LayerFilms,
 }
 
 impl WaveNetLayer {
@@ -182,6 +273,12 @@ impl WaveNetLayerArray {
     pub fn trainer_layout(&self) -> Result<(Activation, bool), String> {
         let first = &self.layers[0];
         for l in &self.layers {
+            if let Some(slot) = FilmSlot::ALL
+                .into_iter()
+                .find(|&s| l.films.get(s).is_some())
+            {
+                return Err(format!("FiLM (\"{}\")", slot.key()));
+            }
             if l.activation != first.activation || l.gating != first.gating {
                 return Err("per-layer activations or gating modes".into());
             }
@@ -253,7 +350,8 @@ impl WaveNet {
 
     /// Visits parameters in NAM's export order: per array `rechannel`, per layer
     /// `conv (w, b), input_mixer (w), [layer1x1 (w, b)], [head1x1 (w, b)]`,
-    /// `head_rechannel (w[, b])`; then the post-head's convolutions; then `head_scale`.
+    /// `[FiLM convs (w, b) in slot order]`, `head_rechannel (w[, b])`; then the post-head's
+    /// convolutions; then `head_scale`.
     pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Vec<f64>)) {
         for a in &mut self.layer_arrays {
             a.rechannel.visit_params(f);
@@ -265,6 +363,9 @@ impl WaveNet {
                 }
                 if let Some(c) = &mut l.head1x1 {
                     c.visit_params(f);
+                }
+                for film in l.films.0.iter_mut().flatten() {
+                    film.conv.visit_params(f);
                 }
             }
             a.head_rechannel.visit_params(f);
@@ -371,6 +472,35 @@ impl WaveNet {
                 }
                 if l.head_width() != head_width {
                     return Err(format!("{w}: head width differs from the first layer's"));
+                }
+                for slot in FilmSlot::ALL {
+                    let Some(film) = l.films.get(slot) else {
+                        continue;
+                    };
+                    let dim = match slot {
+                        FilmSlot::ConvPre | FilmSlot::Layer1x1Post => a.channels,
+                        FilmSlot::ConvPost | FilmSlot::InputMixinPost | FilmSlot::ActivationPre => {
+                            mid
+                        }
+                        FilmSlot::InputMixinPre => a.condition_size,
+                        FilmSlot::ActivationPost => b,
+                        FilmSlot::Head1x1Post => l.head_width(),
+                    };
+                    let needs = match slot {
+                        FilmSlot::Layer1x1Post => l.one_by_one.is_some(),
+                        FilmSlot::Head1x1Post => l.head1x1.is_some(),
+                        _ => true,
+                    };
+                    let fw = format!("{w} {}", slot.key());
+                    if !needs {
+                        return Err(format!("{fw}: active without its 1x1"));
+                    }
+                    let out = if film.shift { 2 * dim } else { dim };
+                    conv_ok(fw.clone(), &film.conv, a.condition_size, out)?;
+                    pointwise(fw.clone(), &film.conv)?;
+                    if film.conv.bias.is_none() {
+                        return Err(format!("{fw}: no bias"));
+                    }
                 }
             }
             conv_ok(
@@ -543,6 +673,55 @@ impl<T: Real> PackedConv<T> {
     }
 }
 
+/// A [`Film`] packed for evaluation.
+struct PackedFilm<T> {
+    conv: PackedConv<T>,
+    dim: usize,
+    shift: bool,
+}
+
+impl<T: Real> PackedFilm<T> {
+    fn new(f: &Film) -> Self {
+        PackedFilm {
+            conv: PackedConv::new(&f.conv),
+            dim: f.dim(),
+            shift: f.shift,
+        }
+    }
+
+    /// `x ← scale · x (+ shift)` over `n` frames of `dim` channels; `ss` is scratch for the
+    /// `[scale; shift]` frames computed from `cond`.
+    #[inline(always)]
+    fn apply(&self, cond: &[T], x: &mut [T], n: usize, ss: &mut [T]) {
+        let (d, w) = (self.dim, self.conv.out_ch);
+        let ss = &mut ss[..n * w];
+        self.conv.apply(cond, ss, n, false);
+        for (xt, st) in x[..n * d].chunks_exact_mut(d).zip(ss.chunks_exact(w)) {
+            for (c, v) in xt.iter_mut().enumerate() {
+                *v *= st[c];
+                if self.shift {
+                    *v += st[d + c];
+                }
+            }
+        }
+    }
+}
+
+/// Applies the FiLM at `slot`, if any.
+#[inline(always)]
+fn film_at<T: Real>(
+    films: &[Option<PackedFilm<T>>; 8],
+    slot: FilmSlot,
+    cond: &[T],
+    x: &mut [T],
+    n: usize,
+    ss: &mut [T],
+) {
+    if let Some(f) = &films[slot as usize] {
+        f.apply(cond, x, n, ss);
+    }
+}
+
 struct PackedLayer<T> {
     conv: PackedConv<T>,
     mixer: PackedConv<T>,
@@ -550,6 +729,10 @@ struct PackedLayer<T> {
     gating: Gating,
     one_by_one: Option<PackedConv<T>>,
     head1x1: Option<PackedConv<T>>,
+    films: [Option<PackedFilm<T>>; 8],
+    /// With a `conv_pre_film`: the modulated input frames `[history | block]` the dilated
+    /// convolution reads (`buf` keeps the unmodulated ones for the residual).
+    pre_buf: Vec<T>,
     /// Input frames `[history | block]`, time-major; the first `history` frames carry over.
     buf: Vec<T>,
 }
@@ -592,6 +775,11 @@ pub struct WaveNetProcessor<T: Real> {
     act: Vec<T>,
     head_out: Vec<T>,
     residual: Vec<T>,
+    /// FiLM scratch: a modulated signal and the `[scale; shift]` frames.
+    film_x: Vec<T>,
+    film_ss: Vec<T>,
+    /// The condition through an `input_mixin_pre_film`.
+    film_cond: Vec<T>,
 }
 
 /// Samples processed per internal block: large enough to amortise loop overhead, small enough
@@ -623,12 +811,20 @@ impl<T: Real> WaveNetProcessor<T> {
                             let conv = PackedConv::new(&l.conv);
                             PackedLayer {
                                 buf: history_buf(&conv, a.channels),
+                                pre_buf: if l.films.get(FilmSlot::ConvPre).is_some() {
+                                    history_buf(&conv, a.channels)
+                                } else {
+                                    Vec::new()
+                                },
                                 conv,
                                 mixer: PackedConv::new(&l.input_mixer),
                                 activation: l.activation,
                                 gating: l.gating,
                                 one_by_one: l.one_by_one.as_ref().map(PackedConv::new),
                                 head1x1: l.head1x1.as_ref().map(PackedConv::new),
+                                films: std::array::from_fn(|i| {
+                                    l.films.0[i].as_ref().map(PackedFilm::new)
+                                }),
                             }
                         })
                         .collect(),
@@ -658,7 +854,11 @@ impl<T: Real> WaveNetProcessor<T> {
             .flat_map(|a| {
                 a.layers
                     .iter()
-                    .flat_map(|l| [&l.conv, &l.input_mixer])
+                    .flat_map(|l| {
+                        [&l.conv, &l.input_mixer]
+                            .into_iter()
+                            .chain(l.films.0.iter().flatten().map(|f| &f.conv))
+                    })
                     .chain([&a.rechannel, &a.head_rechannel])
             })
             .chain(net.head.iter().flat_map(|h| &h.layers))
@@ -677,6 +877,9 @@ impl<T: Real> WaveNetProcessor<T> {
             act: scratch(),
             head_out: scratch(),
             residual: scratch(),
+            film_x: scratch(),
+            film_ss: scratch(),
+            film_cond: scratch(),
         };
         p.reset();
         p
@@ -712,8 +915,36 @@ impl<T: Real> WaveNetProcessor<T> {
                 let hist = l.conv.history();
                 let mid = l.conv.out_ch;
                 let z = &mut self.z[..n * mid];
-                l.conv.apply(&l.buf[..(hist + n) * c], z, n, false);
-                l.mixer.apply(input, z, n, true);
+                let (fx, ss) = (&mut self.film_x, &mut self.film_ss);
+                let films = &l.films;
+                if films[FilmSlot::ConvPre as usize].is_some() {
+                    let new = hist * c..(hist + n) * c;
+                    l.pre_buf[new.clone()].copy_from_slice(&l.buf[new.clone()]);
+                    film_at(films, FilmSlot::ConvPre, input, &mut l.pre_buf[new], n, ss);
+                    l.conv.apply(&l.pre_buf[..(hist + n) * c], z, n, false);
+                    l.pre_buf.copy_within(n * c..(n + hist) * c, 0);
+                } else {
+                    l.conv.apply(&l.buf[..(hist + n) * c], z, n, false);
+                }
+                film_at(films, FilmSlot::ConvPost, input, z, n, ss);
+                let mix_in = if films[FilmSlot::InputMixinPre as usize].is_some() {
+                    let cs = l.mixer.in_ch;
+                    let m = &mut self.film_cond[..n * cs];
+                    m.copy_from_slice(&input[..n * cs]);
+                    film_at(films, FilmSlot::InputMixinPre, input, m, n, ss);
+                    &self.film_cond[..n * cs]
+                } else {
+                    input
+                };
+                if films[FilmSlot::InputMixinPost as usize].is_some() {
+                    let m = &mut fx[..n * mid];
+                    l.mixer.apply(mix_in, m, n, false);
+                    film_at(films, FilmSlot::InputMixinPost, input, m, n, ss);
+                    z.iter_mut().zip(m.iter()).for_each(|(v, &w)| *v += w);
+                } else {
+                    l.mixer.apply(mix_in, z, n, true);
+                }
+                film_at(films, FilmSlot::ActivationPre, input, z, n, ss);
                 let b = match l.gating {
                     Gating::None => mid,
                     _ => mid / 2,
@@ -746,8 +977,18 @@ impl<T: Real> WaveNetProcessor<T> {
                         }
                     }
                 }
+                film_at(films, FilmSlot::ActivationPost, input, act, n, ss);
                 let head_acc = &mut a.head_buf[hh * hw..(hh + n) * hw];
                 match &l.head1x1 {
+                    Some(h) if films[FilmSlot::Head1x1Post as usize].is_some() => {
+                        let ho = &mut fx[..n * hw];
+                        h.apply(act, ho, n, false);
+                        film_at(films, FilmSlot::Head1x1Post, input, ho, n, ss);
+                        head_acc
+                            .iter_mut()
+                            .zip(ho.iter())
+                            .for_each(|(v, &w)| *v += w);
+                    }
                     Some(h) => h.apply(act, head_acc, n, true),
                     None => {
                         for (h, &v) in head_acc.iter_mut().zip(act.iter()) {
@@ -765,6 +1006,12 @@ impl<T: Real> WaveNetProcessor<T> {
                 };
                 dst.copy_from_slice(&l.buf[hist * c..(hist + n) * c]);
                 match &l.one_by_one {
+                    Some(o) if films[FilmSlot::Layer1x1Post as usize].is_some() => {
+                        let lo = &mut fx[..n * c];
+                        o.apply(act, lo, n, false);
+                        film_at(films, FilmSlot::Layer1x1Post, input, lo, n, ss);
+                        dst.iter_mut().zip(lo.iter()).for_each(|(v, &w)| *v += w);
+                    }
                     Some(o) => o.apply(act, dst, n, true),
                     None => {
                         for (d, &v) in dst.iter_mut().zip(act.iter()) {
@@ -849,6 +1096,7 @@ impl<T: Real> Processor<T> for WaveNetProcessor<T> {
         for a in &mut self.arrays {
             for l in &mut a.layers {
                 l.buf.iter_mut().for_each(|v| *v = T::zero());
+                l.pre_buf.iter_mut().for_each(|v| *v = T::zero());
             }
             a.head_buf.iter_mut().for_each(|v| *v = T::zero());
         }
