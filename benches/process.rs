@@ -3,8 +3,19 @@
 //! and f64, single-threaded. Criterion reports
 //! samples/s (Throughput::Elements); the real-time factor (seconds of audio per second of
 //! computation) is printed next to it.
+//!
+//! Then the width sweep (f32, what a plugin runs): the NAM A1 layouts of real libraries
+//! (nano 4/2, feather 8/4, lite 12/6, standard 16/8, custom 18–32) and the two submodels of
+//! the trainer's packed A2 container (3 and 8 channels), with samples/s, multiply-adds per
+//! second per parameter (1 MAC per weight per sample, so the per-parameter rate says how
+//! well a width is vectorised) and the fraction of one core's f32 FMA peak
+//! (`DEALIAS_PEAK_GFLOPS` / 2 cores × 2 for f32; default 83.2, see `finetune_step`).
+//! `DEALIAS_BENCH_MODELS=a.nam:b.nam` adds files to the sweep, to be compared with
+//! NeuralAmpModelerCore on the same files by `tools/bench_with_nam_core.sh`.
 
 use std::time::Instant;
+
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dealias::{load_model, ModelFile, Real};
@@ -76,6 +87,81 @@ fn conditioned(m: &ModelFile) -> ModelFile {
     m
 }
 
+/// Seconds for one pass of `x` (best of 3).
+fn best_time<T: Real>(net: &dealias::Network, x: &[T]) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(net.process::<T>(x));
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn widths(c: &mut Criterion) {
+    let peak64: f64 = std::env::var("DEALIAS_PEAK_GFLOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(83.2);
+    // One core, f32: twice the f64 rate of one of the two cores.
+    let peak = peak64;
+    let x = input::<f32>();
+    let mut nets: Vec<(String, dealias::Network)> = [
+        (4, 2),
+        (8, 4),
+        (12, 6),
+        (16, 8),
+        (18, 9),
+        (20, 10),
+        (24, 12),
+        (32, 16),
+    ]
+    .iter()
+    .map(|&(c1, c2)| {
+        (
+            format!("a1_{c1}x{c2}"),
+            dealias::Network::WaveNet(common::a1_wavenet(c1, c2)),
+        )
+    })
+    .collect();
+    let a2 = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/nam07/a2_packed_container/a2_packed_container.nam"
+    ));
+    let a2 = load_model(&a2).expect("the packed A2 container loads");
+    for (i, n) in a2.submodel_networks().into_iter().enumerate() {
+        nets.push((format!("a2_submodel_{i}"), n.clone()));
+    }
+    // Files to compare with tools/bench_with_nam_core.sh (their default submodel).
+    for path in std::env::var("DEALIAS_BENCH_MODELS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty())
+    {
+        let m = load_model(std::path::Path::new(path)).expect("DEALIAS_BENCH_MODELS file loads");
+        nets.push((path.to_string(), m.network));
+    }
+    let mut g = c.benchmark_group("process_widths");
+    g.throughput(Throughput::Elements(x.len() as u64));
+    g.sample_size(10);
+    for (name, net) in &nets {
+        let secs = best_time(net, &x);
+        let rate = x.len() as f64 / secs;
+        let params = net.num_params() as f64;
+        println!(
+            "{name}: {params} parameters, {rate:.0} samples/s ({:.1}x real time), {:.2} GMAC/s \
+             (samples/s x parameters) = {:.1} % of the {peak:.0} GFLOP/s f32 peak of one core",
+            rate / RATE,
+            rate * params / 1e9,
+            100.0 * 2.0 * rate * params / 1e9 / peak
+        );
+        g.bench_function(name.as_str(), |b| {
+            b.iter(|| net.process::<f32>(std::hint::black_box(&x)))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let lstm = model("paper-models/broadcast_lstm_teacher.json");
     let wavenet = model("paper-models/broadcast_tcn_teacher.nam");
@@ -88,5 +174,5 @@ fn benches(c: &mut Criterion) {
     bench_one::<f64>(c, "broadcast_wavenet_f64", &wavenet);
 }
 
-criterion_group!(process, benches);
+criterion_group!(process, benches, widths);
 criterion_main!(process);

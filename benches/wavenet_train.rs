@@ -6,11 +6,12 @@
 
 use std::time::Instant;
 
+mod common;
+use common::a1_wavenet;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::models::wavenet_train::{WaveNetTape, WaveNetTrainer};
-use dealias::models::{
-    Activation, Conv1d, Gating, Network, WaveNet, WaveNetLayer, WaveNetLayerArray,
-};
+use dealias::models::{Network, WaveNet};
 use dealias::Real;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,61 +19,6 @@ use rayon::prelude::*;
 
 const N: usize = 22050;
 const BATCH: usize = 32;
-
-fn conv(rng: &mut ChaCha8Rng, i: usize, o: usize, k: usize, d: usize, bias: bool) -> Conv1d {
-    let mut c = Conv1d::zeros(i, o, k, d, bias);
-    // PyTorch's default initialisation scale.
-    let s = 1.0 / ((i * k) as f64).sqrt();
-    c.weight.iter_mut().for_each(|w| *w = rng.gen_range(-s..s));
-    if let Some(b) = &mut c.bias {
-        b.iter_mut().for_each(|w| *w = rng.gen_range(-s..s));
-    }
-    c
-}
-
-fn array(
-    rng: &mut ChaCha8Rng,
-    input: usize,
-    ch: usize,
-    head: usize,
-    bias: bool,
-) -> WaveNetLayerArray {
-    let layers = (0..10)
-        .map(|i| WaveNetLayer {
-            conv: conv(rng, ch, ch, 3, 1 << i, true),
-            input_mixer: conv(rng, 1, ch, 1, 1, false),
-            activation: Activation::Tanh,
-            gating: Gating::None,
-            one_by_one: Some(conv(rng, ch, ch, 1, 1, true)),
-            head1x1: None,
-            films: Default::default(),
-        })
-        .collect();
-    WaveNetLayerArray {
-        input_size: input,
-        condition_size: 1,
-        head_size: head,
-        channels: ch,
-        rechannel: conv(rng, input, ch, 1, 1, false),
-        layers,
-        head_rechannel: conv(rng, ch, head, 1, 1, bias),
-    }
-}
-
-/// The NAM "standard" WaveNet with random weights (fixed seed).
-fn standard() -> WaveNet {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let net = WaveNet {
-        layer_arrays: vec![
-            array(&mut rng, 1, 16, 8, false),
-            array(&mut rng, 16, 8, 1, true),
-        ],
-        head: None,
-        head_scale: vec![0.02],
-    };
-    net.validate().unwrap();
-    net
-}
 
 fn item<T: Real>(
     t: &WaveNetTrainer<T>,
@@ -164,7 +110,7 @@ fn report<T: Real>(name: &str, net: &WaveNet) {
 }
 
 fn bench(c: &mut Criterion) {
-    let net = standard();
+    let net = a1_wavenet(16, 8);
     report::<f64>("f64", &net);
     report::<f32>("f32", &net);
     let mut group = c.benchmark_group("wavenet_train");

@@ -6,6 +6,9 @@
 //   prewarm: Reset with prewarm, as the plugin does (for a convolutional model, silence through
 //   its receptive field: the zero history that `dealias process` starts from); noprewarm: the
 //   file's own initial state (recurrent models, whose prewarm moves their stored state).
+// Prints the time of the processing loop alone to stderr ("processed N samples in S s"), for
+// tools/bench_with_nam_core.sh.
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -52,6 +55,7 @@ int main(int argc, char* argv[])
   model->Reset(rate, block);
   std::vector<NAM_SAMPLE> inBuf(block), outBuf(block);
   std::vector<double> y(x.size());
+  const auto began = std::chrono::steady_clock::now();
   for (size_t start = 0; start < x.size(); start += block)
   {
     const int n = static_cast<int>(std::min<size_t>(block, x.size() - start));
@@ -63,6 +67,8 @@ int main(int argc, char* argv[])
     for (int i = 0; i < n; i++)
       y[start + i] = static_cast<double>(outBuf[i]);
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  std::fprintf(stderr, "processed %zu samples in %.6f s\n", x.size(), seconds);
   std::ofstream out(argv[3], std::ios::binary);
   out.write(reinterpret_cast<const char*>(y.data()), y.size() * sizeof(double));
   return 0;
