@@ -671,29 +671,70 @@ impl<T: Real> PackedConv<T> {
         }
     }
 
-    /// [`PackedConv::apply`] for `out_ch == N`.
+    /// [`PackedConv::apply`] for `out_ch == N`. Narrow widths compute several frames at once:
+    /// one frame's sum is a chain of dependent additions (k · in of them) that would leave
+    /// the adders waiting on their own latency; `B` frames are `B` independent chains. Each
+    /// output's additions keep their order, so the result does not depend on `B`.
     #[inline(always)]
     fn apply_fixed<const N: usize>(&self, x: &[T], out: &mut [T], n: usize, accumulate: bool) {
+        if N <= 8 {
+            self.apply_frames::<N, 4>(x, out, n, accumulate)
+        } else if N <= 16 {
+            self.apply_frames::<N, 2>(x, out, n, accumulate)
+        } else {
+            self.apply_frames::<N, 1>(x, out, n, accumulate)
+        }
+    }
+
+    /// [`PackedConv::apply_fixed`] in blocks of `B` frames, then the remaining frames one by
+    /// one.
+    #[inline(always)]
+    fn apply_frames<const N: usize, const B: usize>(
+        &self,
+        x: &[T],
+        out: &mut [T],
+        n: usize,
+        accumulate: bool,
+    ) {
         let ic = self.in_ch;
         let bias: &[T; N] = self.bias[..N].try_into().expect("N outputs");
-        for (t, o) in out[..n * N].chunks_exact_mut(N).enumerate() {
-            let o: &mut [T; N] = o.try_into().expect("N outputs");
-            let mut acc = if accumulate { *o } else { [T::zero(); N] };
-            for j in 0..N {
-                acc[j] += bias[j];
+        let blocked = n / B * B;
+        let mut t = 0;
+        while t < n {
+            let frames = if t < blocked { B } else { 1 };
+            let mut acc = [[T::zero(); N]; B];
+            for (f, a) in acc.iter_mut().enumerate().take(frames) {
+                if accumulate {
+                    a.copy_from_slice(&out[(t + f) * N..(t + f + 1) * N]);
+                }
+                for j in 0..N {
+                    a[j] += bias[j];
+                }
             }
             for k in 0..self.kernel {
-                let start = (t + k * self.dilation) * ic;
-                let xt = &x[start..start + ic];
                 let wk = &self.w[k * ic * N..(k + 1) * ic * N];
-                for (&xv, row) in xt.iter().zip(wk.chunks_exact(N)) {
+                let start = (t + k * self.dilation) * ic;
+                for (i, row) in wk.chunks_exact(N).enumerate() {
                     let row: &[T; N] = row.try_into().expect("N weights");
-                    for j in 0..N {
-                        acc[j] += xv * row[j];
+                    if frames == B {
+                        for (f, a) in acc.iter_mut().enumerate() {
+                            let xv = x[start + f * ic + i];
+                            for j in 0..N {
+                                a[j] += xv * row[j];
+                            }
+                        }
+                    } else {
+                        let xv = x[start + i];
+                        for j in 0..N {
+                            acc[0][j] += xv * row[j];
+                        }
                     }
                 }
             }
-            *o = acc;
+            for (f, a) in acc.iter().enumerate().take(frames) {
+                out[(t + f) * N..(t + f + 1) * N].copy_from_slice(a);
+            }
+            t += frames;
         }
     }
 
