@@ -1,5 +1,6 @@
-//! Forward + backward of the NAM standard WaveNet on one training item (22050 outputs plus
-//! the receptive-field context), f64 and f32; then a batch of 32 items on all cores.
+//! Forward + backward of the NAM standard WaveNet and of the two A2 submodels (3 and 8
+//! channels) on one training item (22050 outputs plus the receptive-field context), f64 and
+//! f32; then a batch of 32 items on all cores.
 //!
 //! Prints seconds per item, samples/s, GFLOP/s of the matrix products, and the time of a
 //! 32-item batch (measured with rayon, one tape per thread).
@@ -113,6 +114,20 @@ fn bench(c: &mut Criterion) {
     let net = a1_wavenet(16, 8);
     report::<f64>("f64", &net);
     report::<f32>("f32", &net);
+    // The trainer's A2 (the packed container's two submodels: 3 and 8 channels, kernels
+    // 6/15, convolutional head k = 16), as `dealias finetune` trains each.
+    let a2 = dealias::load_model(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/nam07/a2_packed_container/a2_packed_container.nam"
+    )))
+    .expect("the packed A2 container loads");
+    for (i, sub) in a2.submodel_networks().into_iter().enumerate() {
+        let Network::WaveNet(w) = sub else {
+            panic!("A2 submodels are WaveNets")
+        };
+        report::<f64>(&format!("a2_submodel_{i} f64"), w);
+        report::<f32>(&format!("a2_submodel_{i} f32"), w);
+    }
     let mut group = c.benchmark_group("wavenet_train");
     group.sample_size(10);
     for prec in ["f64", "f32"] {
