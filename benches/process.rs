@@ -47,14 +47,8 @@ fn input<T: Real>() -> Vec<T> {
 
 fn bench_one<T: Real>(c: &mut Criterion, name: &str, m: &ModelFile) {
     let x = input::<T>();
-    // Real-time factor from a few timed runs (best of 3).
-    let best = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(m.process::<T>(&x));
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    // Real-time factor from a few timed runs.
+    let best = best_time(&m.network, &x);
     println!(
         "{name}: {:.0} samples/s, {:.1}x real time at 44.1 kHz",
         x.len() as f64 / best,

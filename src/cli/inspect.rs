@@ -234,11 +234,7 @@ fn extent(net: &Network) -> (Option<usize>, Option<usize>) {
 
 /// The active FiLM slots of a layer (the file's keys).
 fn film_keys(layer: &crate::models::WaveNetLayer) -> Vec<&'static str> {
-    crate::models::FilmSlot::ALL
-        .into_iter()
-        .filter(|&s| layer.films.get(s).is_some())
-        .map(|s| s.key())
-        .collect()
+    layer.films.active().map(|(s, _)| s.key()).collect()
 }
 
 /// The settings of a network, by architecture.

@@ -156,13 +156,9 @@ pub fn recalibrate(model: &mut ModelFile) -> Result<Vec<Recalibrated>> {
         if i + 1 == written.len() {
             last = Some(cal);
         }
-        let pointer = metadata_pointer(container.then_some(i));
-        changes.extend(set(
-            &mut model.document,
-            &pointer,
-            cal,
-            container.then_some(i),
-        ));
+        let submodel = container.then_some(i);
+        let pointer = metadata_pointer(submodel);
+        changes.extend(set(&mut model.document, &pointer, cal, submodel));
     }
     if let (true, Some(cal)) = (container, last) {
         changes.extend(set(&mut model.document, "/metadata", cal, None));

@@ -421,6 +421,20 @@ struct ArraySpec {
     head_rechannel: ConvSpec,
 }
 
+/// `o[key]` as a flag, `default` when absent.
+fn flag_or(o: &Map<String, Value>, key: &str, what: &str, default: bool) -> Result<bool, String> {
+    o.get(key)
+        .map_or(Ok(default), |v| boolean(v, &format!("{what}: {key}")))
+}
+
+/// `o[key]` as a size, `None` when absent or null.
+fn size_opt(o: &Map<String, Value>, key: &str, what: &str) -> Result<Option<usize>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => size(v, &format!("{what}: {key}"), 1, MAX_SIZE).map(Some),
+    }
+}
+
 /// A FiLM slot's settings (`{active, shift, groups}`); `None` when inactive. As the
 /// neural-amp-modeler package reads them: `active` defaults to false, `shift` to true.
 fn film_settings(v: &Value, what: &str) -> Result<Option<(bool, usize)>, String> {
@@ -431,22 +445,11 @@ fn film_settings(v: &Value, what: &str) -> Result<Option<(bool, usize)>, String>
     }
     let o = object(v, what)?;
     only_keys(o, &["active", "shift", "groups"], what)?;
-    let active = match o.get("active") {
-        None => false,
-        Some(a) => boolean(a, &format!("{what}: active"))?,
-    };
-    if !active {
+    if !flag_or(o, "active", what, false)? {
         return Ok(None);
     }
-    let shift = match o.get("shift") {
-        None => true,
-        Some(s) => boolean(s, &format!("{what}: shift"))?,
-    };
-    let groups = match o.get("groups") {
-        None | Some(Value::Null) => 1,
-        Some(g) => size(g, &format!("{what}: groups"), 1, MAX_SIZE)?,
-    };
-    Ok(Some((shift, groups)))
+    let shift = flag_or(o, "shift", what, true)?;
+    Ok(Some((shift, size_opt(o, "groups", what)?.unwrap_or(1))))
 }
 
 /// A per-layer setting: one value for every layer, or an array of one per layer.
@@ -472,19 +475,11 @@ fn one_by_one_settings(
     }
     let o = object(v, what)?;
     only_keys(o, &["active", "groups", "out_channels"], what)?;
-    let active = match o.get("active") {
-        None => default_active,
-        Some(a) => boolean(a, &format!("{what}: active"))?,
-    };
-    let groups = match o.get("groups") {
-        None | Some(Value::Null) => 1,
-        Some(g) => size(g, &format!("{what}: groups"), 1, MAX_SIZE)?,
-    };
-    let out = match o.get("out_channels") {
-        None | Some(Value::Null) => None,
-        Some(c) => Some(size(c, &format!("{what}: out_channels"), 1, MAX_SIZE)?),
-    };
-    Ok((active, groups, out))
+    Ok((
+        flag_or(o, "active", what, default_active)?,
+        size_opt(o, "groups", what)?.unwrap_or(1),
+        size_opt(o, "out_channels", what)?,
+    ))
 }
 
 fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
@@ -492,12 +487,6 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
     let o = object(v, &what)?;
     let get = |k: &str| field(o, k, &what);
     let sz = |k: &str| size(get(k)?, &format!("{what}: {k}"), 1, MAX_SIZE);
-    let opt_size = |k: &str| {
-        o.get(k)
-            .filter(|v| !v.is_null())
-            .map(|v| size(v, &format!("{what}: {k}"), 1, MAX_SIZE))
-            .transpose()
-    };
     let unsupported = |feature: String| Err(format!("{what}: unsupported feature {feature}"));
     const KNOWN: [&str; 26] = [
         "input_size",
@@ -558,7 +547,7 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
     let input_size = sz("input_size")?;
     let condition_size = sz("condition_size")?;
     let channels = sz("channels")?;
-    let bottleneck = opt_size("bottleneck")?.unwrap_or(channels);
+    let bottleneck = size_opt(o, "bottleneck", &what)?.unwrap_or(channels);
     let dl = get("dilations")?
         .as_array()
         .ok_or_else(|| format!("{what}: dilations must be an array"))?;
@@ -658,10 +647,7 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
         &format!("{what}: head1x1"),
         false,
     )?;
-    let groups_of = |k: &str| match o.get(k) {
-        None | Some(Value::Null) => Ok(1),
-        Some(g) => size(g, &format!("{what}: {k}"), 1, MAX_SIZE),
-    };
+    let groups_of = |k: &str| size_opt(o, k, &what).map(|g| g.unwrap_or(1));
     let groups_input = match (o.get("groups_input"), o.get("groups")) {
         (Some(_), _) => groups_of("groups_input")?,
         (None, _) => groups_of("groups")?,
@@ -762,15 +748,7 @@ fn parse_array_spec(v: &Value, ai: usize) -> Result<ArraySpec, String> {
             films: films
                 .iter()
                 .map(|&(slot, shift, groups)| {
-                    let dim = match slot {
-                        FilmSlot::ConvPre | FilmSlot::Layer1x1Post => channels,
-                        FilmSlot::ConvPost | FilmSlot::InputMixinPost | FilmSlot::ActivationPre => {
-                            mid
-                        }
-                        FilmSlot::InputMixinPre => condition_size,
-                        FilmSlot::ActivationPost => bottleneck,
-                        FilmSlot::Head1x1Post => head_width,
-                    };
+                    let dim = slot.width(channels, mid, bottleneck, condition_size, head_width);
                     let fw = format!("{lw} {}", slot.key());
                     match slot {
                         FilmSlot::Layer1x1Post if !l1_active => {

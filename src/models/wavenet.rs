@@ -152,6 +152,26 @@ impl FilmSlot {
         FilmSlot::Head1x1Post,
     ];
 
+    /// Width of the signal the slot modulates, from the layer's widths: `channels`, `mid`
+    /// (the dilated convolution's output: 2 · bottleneck when paired), `bottleneck`, the
+    /// condition's and the head contribution's.
+    pub fn width(
+        self,
+        channels: usize,
+        mid: usize,
+        bottleneck: usize,
+        condition: usize,
+        head: usize,
+    ) -> usize {
+        match self {
+            FilmSlot::ConvPre | FilmSlot::Layer1x1Post => channels,
+            FilmSlot::ConvPost | FilmSlot::InputMixinPost | FilmSlot::ActivationPre => mid,
+            FilmSlot::InputMixinPre => condition,
+            FilmSlot::ActivationPost => bottleneck,
+            FilmSlot::Head1x1Post => head,
+        }
+    }
+
     /// The layer-array key of the slot in a `.nam` file.
     pub fn key(self) -> &'static str {
         match self {
@@ -196,9 +216,12 @@ impl LayerFilms {
         self.0[slot as usize].as_ref()
     }
 
-    /// Whether any slot is active.
-    pub fn any(&self) -> bool {
-        self.0.iter().any(Option::is_some)
+    /// The active slots with their FiLMs, in weight order.
+    pub fn active(&self) -> impl Iterator<Item = (FilmSlot, &Film)> {
+        FilmSlot::ALL
+            .into_iter()
+            .zip(&self.0)
+            .filter_map(|(slot, f)| f.as_ref().map(|f| (slot, f)))
     }
 }
 
@@ -273,10 +296,7 @@ impl WaveNetLayerArray {
     pub fn trainer_layout(&self) -> Result<(Activation, bool), String> {
         let first = &self.layers[0];
         for l in &self.layers {
-            if let Some(slot) = FilmSlot::ALL
-                .into_iter()
-                .find(|&s| l.films.get(s).is_some())
-            {
+            if let Some((slot, _)) = l.films.active().next() {
                 return Err(format!("FiLM (\"{}\")", slot.key()));
             }
             if l.activation != first.activation || l.gating != first.gating {
@@ -473,19 +493,8 @@ impl WaveNet {
                 if l.head_width() != head_width {
                     return Err(format!("{w}: head width differs from the first layer's"));
                 }
-                for slot in FilmSlot::ALL {
-                    let Some(film) = l.films.get(slot) else {
-                        continue;
-                    };
-                    let dim = match slot {
-                        FilmSlot::ConvPre | FilmSlot::Layer1x1Post => a.channels,
-                        FilmSlot::ConvPost | FilmSlot::InputMixinPost | FilmSlot::ActivationPre => {
-                            mid
-                        }
-                        FilmSlot::InputMixinPre => a.condition_size,
-                        FilmSlot::ActivationPost => b,
-                        FilmSlot::Head1x1Post => l.head_width(),
-                    };
+                for (slot, film) in l.films.active() {
+                    let dim = slot.width(a.channels, mid, b, a.condition_size, l.head_width());
                     let needs = match slot {
                         FilmSlot::Layer1x1Post => l.one_by_one.is_some(),
                         FilmSlot::Head1x1Post => l.head1x1.is_some(),
@@ -809,6 +818,29 @@ impl<T: Real> PackedFilm<T> {
     }
 }
 
+/// `dst += conv(src)`, through the FiLM at `slot` when there is one (then the product goes
+/// through `fx`, scratch of `conv.out_ch` frames).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn add_conv_filmed<T: Real>(
+    conv: &PackedConv<T>,
+    src: &[T],
+    dst: &mut [T],
+    n: usize,
+    films: &[Option<PackedFilm<T>>; 8],
+    slot: FilmSlot,
+    cond: &[T],
+    (fx, ss): (&mut [T], &mut [T]),
+) {
+    if films[slot as usize].is_none() {
+        return conv.apply(src, dst, n, true);
+    }
+    let y = &mut fx[..n * conv.out_ch];
+    conv.apply(src, y, n, false);
+    film_at(films, slot, cond, y, n, ss);
+    dst.iter_mut().zip(y.iter()).for_each(|(v, &w)| *v += w);
+}
+
 /// Applies the FiLM at `slot`, if any.
 #[inline(always)]
 fn film_at<T: Real>(
@@ -1038,14 +1070,17 @@ impl<T: Real> WaveNetProcessor<T> {
                 } else {
                     input
                 };
-                if films[FilmSlot::InputMixinPost as usize].is_some() {
-                    let m = &mut fx[..n * mid];
-                    l.mixer.apply(mix_in, m, n, false);
-                    film_at(films, FilmSlot::InputMixinPost, input, m, n, ss);
-                    z.iter_mut().zip(m.iter()).for_each(|(v, &w)| *v += w);
-                } else {
-                    l.mixer.apply(mix_in, z, n, true);
-                }
+                let scratch = (&mut fx[..], &mut ss[..]);
+                add_conv_filmed(
+                    &l.mixer,
+                    mix_in,
+                    z,
+                    n,
+                    films,
+                    FilmSlot::InputMixinPost,
+                    input,
+                    scratch,
+                );
                 film_at(films, FilmSlot::ActivationPre, input, z, n, ss);
                 let b = match l.gating {
                     Gating::None => mid,
@@ -1082,16 +1117,11 @@ impl<T: Real> WaveNetProcessor<T> {
                 film_at(films, FilmSlot::ActivationPost, input, act, n, ss);
                 let head_acc = &mut a.head_buf[hh * hw..(hh + n) * hw];
                 match &l.head1x1 {
-                    Some(h) if films[FilmSlot::Head1x1Post as usize].is_some() => {
-                        let ho = &mut fx[..n * hw];
-                        h.apply(act, ho, n, false);
-                        film_at(films, FilmSlot::Head1x1Post, input, ho, n, ss);
-                        head_acc
-                            .iter_mut()
-                            .zip(ho.iter())
-                            .for_each(|(v, &w)| *v += w);
+                    Some(h) => {
+                        let scratch = (&mut fx[..], &mut ss[..]);
+                        let slot = FilmSlot::Head1x1Post;
+                        add_conv_filmed(h, act, head_acc, n, films, slot, input, scratch);
                     }
-                    Some(h) => h.apply(act, head_acc, n, true),
                     None => {
                         for (h, &v) in head_acc.iter_mut().zip(act.iter()) {
                             *h += v;
@@ -1108,13 +1138,11 @@ impl<T: Real> WaveNetProcessor<T> {
                 };
                 dst.copy_from_slice(&l.buf[hist * c..(hist + n) * c]);
                 match &l.one_by_one {
-                    Some(o) if films[FilmSlot::Layer1x1Post as usize].is_some() => {
-                        let lo = &mut fx[..n * c];
-                        o.apply(act, lo, n, false);
-                        film_at(films, FilmSlot::Layer1x1Post, input, lo, n, ss);
-                        dst.iter_mut().zip(lo.iter()).for_each(|(v, &w)| *v += w);
+                    Some(o) => {
+                        let scratch = (&mut fx[..], &mut ss[..]);
+                        let slot = FilmSlot::Layer1x1Post;
+                        add_conv_filmed(o, act, dst, n, films, slot, input, scratch);
                     }
-                    Some(o) => o.apply(act, dst, n, true),
                     None => {
                         for (d, &v) in dst.iter_mut().zip(act.iter()) {
                             *d += v;
