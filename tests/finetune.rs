@@ -366,7 +366,7 @@ fn presets_resolve_to_their_documented_settings() {
         assert_eq!(c.lr_schedule, LrSchedule::CONSTANT);
         assert_eq!((c.max_epochs, c.tones_per_epoch), (Some(100), 1600));
         assert_eq!((c.max_duration, c.max_esr_t_db), (None, None));
-        assert_eq!(c.weight_average, None);
+        assert_eq!((c.weight_average, c.clip_gradient), (None, None));
         assert_eq!((c.validate_every_batches, c.patience), (None, Some(5)));
         let s = Schedule::new(net, 44100.0, &c).unwrap();
         assert_eq!((s.batch, s.tone_len, s.frame_len), (batch, tone, frame));
@@ -380,8 +380,10 @@ fn presets_resolve_to_their_documented_settings() {
     assert_eq!(fast.max_esr_t_db, Some(-15.0));
     assert_eq!(fast.validate_every_batches, Some(10));
     assert_eq!((fast.weight_average, fast.patience), (None, Some(10)));
+    assert_eq!(fast.clip_gradient, Some(2.0));
     let fast = FinetuneConfig::preset(Preset::Fast, &wavenet);
     assert_eq!((fast.adam.lr, fast.batch_size), (5e-4, Some(32)));
+    assert_eq!(fast.clip_gradient, None);
     assert_eq!(fast.max_duration.unwrap().as_secs(), 60 * 60);
     // Tones, frames and the loss stay the paper's in both.
     let s = Schedule::new(&lstm, 44100.0, &FinetuneConfig::preset(Preset::Fast, &lstm)).unwrap();
@@ -414,6 +416,43 @@ fn scheduled_runs_resume_exactly() {
     cfg.lr_schedule = LrSchedule::CONSTANT;
     let (_, d) = run(&net, cfg, None);
     assert_ne!(d.last.params(), a.last.params());
+}
+
+/// Gradient clipping carries state (the moving average of norms) through checkpoints: with a
+/// factor of 1, every step whose norm is above the recent average is clipped, so a resumed run
+/// that lost the average would take different steps. It also changes the run (the option is
+/// not a no-op), and factors below 1 are refused before any work.
+#[test]
+fn clipped_runs_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = small_model("guitarml_lstm5x2_skip_bias").network;
+    let mut cfg = config(dir.path());
+    cfg.adam.lr = 3e-3;
+    let (_, plain) = run(&net, cfg.clone(), None);
+    cfg.clip_gradient = Some(1.0);
+    let (_, a) = run(&net, cfg.clone(), None);
+    assert_ne!(
+        a.last.params(),
+        plain.last.params(),
+        "clipping changed nothing"
+    );
+    let (_, b) = run(&net, cfg.clone(), Some(6));
+    assert_eq!(b.stop, StopReason::Interrupted);
+    let ck = Checkpoint::load(&dir.path().join("ck.json")).unwrap();
+    assert!(ck.grad_clip.average.is_some_and(|n| n > 0.0));
+    let mut resumed = Finetuner::new(&net, 16000.0, cfg.clone()).unwrap();
+    resumed.resume(&ck).unwrap();
+    let c = resumed.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(
+        c.last.params(),
+        a.last.params(),
+        "resumed clipped run differs"
+    );
+    cfg.clip_gradient = Some(0.5);
+    let e = Finetuner::new(&net, 16000.0, cfg)
+        .err()
+        .expect("factor 0.5 accepted");
+    assert!(e.to_string().contains("at least 1"), "{e}");
 }
 
 /// Weight averaging, checked at its two closed-form ends: decay 0 keeps exactly the current

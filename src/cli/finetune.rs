@@ -136,6 +136,10 @@ pub struct TrainArgs {
     /// both presets; e.g. 0.995 averages about the last 200 steps; 0 turns it off).
     #[arg(long, value_name = "DECAY")]
     pub weight_average: Option<f64>,
+    /// Clip every step's gradient norm to this many times the moving average of the previous
+    /// steps' norms (off in the paper preset; 0 turns it off).
+    #[arg(long, value_name = "FACTOR")]
+    pub clip_gradient: Option<f64>,
     /// Final learning rate of the cosine decay, as a fraction of the peak.
     #[arg(long, default_value_t = 0.05)]
     pub lr_floor: f64,
@@ -298,6 +302,10 @@ fn plan(c: &FinetuneConfig, batch: usize, preset: PresetArg) -> String {
     let average = c
         .weight_average
         .map_or(String::new(), |b| format!(", weights averaged (decay {b})"));
+    let average = match c.clip_gradient {
+        Some(k) => format!("{average}, gradient norm clipped to {k}x its recent average"),
+        None => average,
+    };
     format!("{preset} preset: batch {batch}, {schedule}{average}; {budget}{early}; {guard}")
 }
 
@@ -332,6 +340,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("patience", "--patience"),
     ("max_esr_t_db", "--max-esr-t"),
     ("weight_average", "--weight-average"),
+    ("clip_gradient", "--clip-gradient"),
     ("tone_levels", "--tone-levels"),
     ("tone_notes", "--focus-notes"),
 ];
@@ -636,6 +645,9 @@ pub(crate) fn finetune_one(
         weight_average: train
             .weight_average
             .map_or(base.weight_average, |b| (b > 0.0).then_some(b)),
+        clip_gradient: train
+            .clip_gradient
+            .map_or(base.clip_gradient, |k| (k > 0.0).then_some(k)),
         precision: match train.precision {
             PrecisionArg::F64 => Precision::F64,
             PrecisionArg::F32 => Precision::F32,

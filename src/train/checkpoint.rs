@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
+use super::clip::NormClip;
 use crate::{Error, Result};
 
 /// The tone generator's position: ChaCha seed and word position (see `rand_chacha`).
@@ -68,6 +69,9 @@ pub struct Checkpoint {
     pub elapsed_seconds: f64,
     /// The moving average of the student's weights, when the run averages them.
     pub average: Option<Vec<f64>>,
+    /// The gradient-norm clipping state (absent from files written before clipping existed).
+    #[serde(default)]
+    pub grad_clip: NormClip,
 }
 
 /// The checkpoint format version this build writes and reads (2: checksummed envelope;
@@ -232,6 +236,13 @@ impl Checkpoint {
             }
             _ => return Err("best_score and best_params must be present together".into()),
         }
+        if let Some(a) = self.grad_clip.average {
+            if !(a.is_finite() && a >= 0.0) {
+                return Err(format!(
+                    "the gradient-norm average {a} is not a finite norm"
+                ));
+            }
+        }
         if let Some(a) = &self.average {
             if a.len() != n {
                 return Err(format!("average has {} values for {n} parameters", a.len()));
@@ -332,6 +343,7 @@ mod tests {
             history: vec![(0, 1, -3.0, -20.0, 0.25, true, 12.5)],
             elapsed_seconds: 1.5,
             average: None,
+            grad_clip: NormClip::default(),
         }
     }
 
@@ -377,6 +389,10 @@ mod tests {
                 "average has 1 values for 3 parameters",
             ),
             (|c| c.epochs_without_improvement = 4, "only 1 validations"),
+            (
+                |c| c.grad_clip.average = Some(f64::NAN),
+                "gradient-norm average NaN",
+            ),
         ];
         for (edit, expect) in cases {
             let mut c = sample();

@@ -4,5 +4,6 @@
 pub mod adam;
 pub mod batch;
 pub mod checkpoint;
+pub mod clip;
 pub mod finetune;
 pub mod lr;
