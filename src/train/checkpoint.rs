@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn inconsistent_fields_are_named() {
         type Edit = fn(&mut Checkpoint);
-        let cases: [(Edit, &str); 10] = [
+        let cases: [(Edit, &str); 11] = [
             (
                 |c| {
                     c.adam.m.pop();
