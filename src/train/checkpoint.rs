@@ -390,8 +390,8 @@ mod tests {
             ),
             (|c| c.epochs_without_improvement = 4, "only 1 validations"),
             (
-                |c| c.grad_clip.average = Some(f64::NAN),
-                "gradient-norm average NaN",
+                |c| c.grad_clip.average = Some(-1.0),
+                "gradient-norm average -1 is not a finite norm",
             ),
         ];
         for (edit, expect) in cases {
