@@ -55,7 +55,13 @@ pub enum LrDecayArg {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The model to anti-alias (.nam, GuitarML or AIDA-X .json); it is never modified.
-    pub model: PathBuf,
+    /// Without it, a built-in model (--builtin) is written to the current folder and
+    /// fine-tuned there.
+    pub model: Option<PathBuf>,
+    /// The built-in model fine-tuned when no MODEL is given: lstm (GuitarML LSTM-40 of the
+    /// diode-clipper device).
+    #[arg(long, conflicts_with = "model", value_name = "NAME")]
+    pub builtin: Option<String>,
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -309,6 +315,32 @@ fn plan(c: &FinetuneConfig, batch: usize, preset: PresetArg) -> String {
     format!("{preset} preset: batch {batch}, {schedule}{average}{clip}; {budget}{early}; {guard}")
 }
 
+/// Writes the built-in model `name` into the current folder (as the teacher of the run, for
+/// the user to compare with the student), unless the file is there already with the same
+/// bytes; a different file of that name is never replaced. Returns its path.
+fn write_builtin(name: &str) -> anyhow::Result<PathBuf> {
+    let m = crate::formats::embedded::EmbeddedModel::by_name(name)?;
+    let path = PathBuf::from(m.file_name);
+    match std::fs::read(&path) {
+        Ok(b) if b == m.bytes() => {}
+        Ok(_) => bail!(
+            "{} exists and is not the built-in {} model; move it away, or give the model to \
+             fine-tune as MODEL",
+            path.display(),
+            m.name
+        ),
+        Err(_) => {
+            crate::io::write_atomic(&path, m.bytes())?;
+            super::notice(&format!(
+                "wrote the built-in model ({}) to {}",
+                m.description,
+                path.display()
+            ));
+        }
+    }
+    Ok(path)
+}
+
 /// Default output path: `dir/name-dealiased.ext`.
 fn default_output(model: &Path) -> PathBuf {
     let stem = model
@@ -522,12 +554,16 @@ pub(crate) struct RunEnd {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Every option first, before any file is read or written.
     let checked = args.train.check()?;
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => write_builtin(args.builtin.as_deref().unwrap_or("lstm"))?,
+    };
     // Then the files, checked and locked together.
     let output = args
         .output
         .clone()
-        .unwrap_or_else(|| default_output(&args.model));
-    let files = RunFiles::new(&args.model, &output, args.checkpoint.as_deref());
+        .unwrap_or_else(|| default_output(&model));
+    let files = RunFiles::new(&model, &output, args.checkpoint.as_deref());
     let _locks = files.outputs().claim()?;
     let checkpoint_exists = files.checkpoint.exists();
     if args.resume && !checkpoint_exists {

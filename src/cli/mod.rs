@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod measure;
 pub mod process;
 pub mod report;
+pub mod train;
 
 /// Remove aliasing from neural guitar amp and pedal models (GuitarML, Neural Amp Modeler).
 #[derive(Debug, Parser)]
@@ -49,6 +50,8 @@ pub enum Command {
     Device(device::Args),
     /// Write a self-contained HTML report (figures, Table 1 row, audio) for a teacher and student.
     Report(report::Args),
+    /// Train a model from scratch on a DI recording and a device's output, or on a built-in device.
+    Train(train::Args),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed to stderr.
@@ -58,7 +61,10 @@ pub fn main() -> ExitCode {
     // closed pipe (`dealias inspect m.nam | head`), as Unix tools do, instead of panicking in
     // println!. Training keeps Rust's default (the write fails, no signal), so a closed pipe
     // cannot kill a run between checkpoints.
-    if !matches!(cli.command, Command::Finetune(_) | Command::Batch(_)) {
+    if !matches!(
+        cli.command,
+        Command::Finetune(_) | Command::Batch(_) | Command::Train(_)
+    ) {
         default_sigpipe();
     }
     let result = match cli.command {
@@ -72,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Batch(a) => batch::run(a),
         Command::Device(a) => device::run(a).map(|()| ExitCode::SUCCESS),
         Command::Report(a) => report::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Train(a) => train::run(a),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,8 @@ pub mod sine_set;
 pub mod summary;
 pub mod table1;
 
-pub use audio_metrics::{audio_metrics, AWeighting, AudioMetrics};
+pub use crate::dsp::a_weighting::AWeighting;
+pub use audio_metrics::{audio_metrics, AudioMetrics};
 pub use sine_set::{
     analyze_tone, compare_sine_set, compare_sine_set_with, measure_sine_set, measure_tones,
     Playback, RunOptions, SineReference, SineSetReport, ToneResult,

@@ -227,3 +227,54 @@ pub(crate) fn write(net: &Network, original: &Network, doc: &mut Value) -> Resul
     }
     Ok(changed)
 }
+
+/// A GuitarML document for `rnn` with every weight zero (write the weights with
+/// [`write`]): `model_data` as Automated-GuitarAmpModelling writes it, plus the sample rate
+/// the model was trained at (the plugins ignore keys they do not know). Only the layout that
+/// `dealias train` creates: one input, one output.
+pub(crate) fn template(rnn: &Rnn, sample_rate: f64) -> Result<Value, String> {
+    if rnn.num_knobs() > 0 || rnn.layers.iter().any(|l| l.initial_hidden.is_some()) {
+        return Err("GuitarML files of knob-conditioned networks or learned initial states are not written from scratch".into());
+    }
+    let zeros = |rows: usize, cols: usize| -> Value {
+        Value::Array(vec![Value::Array(vec![Value::from(0.0); cols]); rows])
+    };
+    let h = rnn.hidden_size();
+    let mut sd = Map::new();
+    for (k, l) in rnn.layers.iter().enumerate() {
+        let gh = rnn.cell.gates() * l.hidden_size;
+        sd.insert(format!("rec.weight_ih_l{k}"), zeros(gh, l.input_size));
+        sd.insert(format!("rec.weight_hh_l{k}"), zeros(gh, l.hidden_size));
+        if l.b_ih.is_some() {
+            sd.insert(
+                format!("rec.bias_ih_l{k}"),
+                Value::Array(vec![Value::from(0.0); gh]),
+            );
+        }
+        if l.b_hh.is_some() {
+            sd.insert(
+                format!("rec.bias_hh_l{k}"),
+                Value::Array(vec![Value::from(0.0); gh]),
+            );
+        }
+    }
+    sd.insert("lin.weight".into(), zeros(1, h));
+    if rnn.head_bias.is_some() {
+        sd.insert("lin.bias".into(), Value::Array(vec![Value::from(0.0)]));
+    }
+    let rate = json::rate_value(sample_rate)?;
+    Ok(serde_json::json!({
+        "model_data": {
+            "model": "SimpleRNN",
+            "input_size": 1,
+            "skip": u8::from(rnn.skip),
+            "output_size": 1,
+            "unit_type": match rnn.cell { Cell::Lstm => "LSTM", Cell::Gru => "GRU" },
+            "num_layers": rnn.layers.len(),
+            "hidden_size": h,
+            "bias_fl": rnn.head_bias.is_some(),
+            "sample_rate": rate,
+        },
+        "state_dict": sd,
+    }))
+}

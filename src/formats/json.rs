@@ -189,3 +189,17 @@ pub fn replace_leaves(v: &mut Value, new: &[f64], old: &[f64], at: &mut usize) {
         }
     }
 }
+
+/// A sample rate as the exporters write it: an integer when it is one.
+pub fn rate_value(rate: f64) -> Result<Value, String> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("the sample rate {rate} is not a positive number"));
+    }
+    if rate.fract() == 0.0 && rate < u32::MAX as f64 {
+        Ok(Value::from(rate as u64))
+    } else {
+        serde_json::Number::from_f64(rate)
+            .map(Value::Number)
+            .ok_or_else(|| format!("the sample rate {rate} is not a number"))
+    }
+}

@@ -13,6 +13,7 @@
 //! anything is allocated.
 
 mod aidax;
+pub mod embedded;
 mod guitarml;
 pub(crate) mod json;
 mod legacy;
@@ -252,6 +253,33 @@ pub fn load_model_from_bytes(bytes: &[u8], path: Option<&Path>) -> Result<ModelF
     let pretty =
         text.trim_start().starts_with('{') && text.trim_start()[1..].starts_with(['\n', '\r']);
     parse_model(document, path, pretty)
+}
+
+/// A new model file holding `network` (a model trained from scratch), stating `sample_rate`:
+/// a GuitarML file for a recurrent network, a `.nam` (A1 WaveNet layout) for a WaveNet. The
+/// document is built with zero weights and parsed back, so that the file says exactly what the
+/// readers read; saving it writes the network's weights (and, for `.nam`, the calibration
+/// via [`crate::eval::calibration::recalibrate`]).
+pub fn new_model_file(network: Network, format: Format, sample_rate: f64) -> Result<ModelFile> {
+    let document = match (&network, format) {
+        (Network::Rnn(r), Format::GuitarMl) => guitarml::template(r, sample_rate),
+        (Network::WaveNet(w), Format::Nam) => nam::template(w, sample_rate),
+        (n, f) => Err(format!(
+            "a {} network is not written as a new {} file (recurrent networks: GuitarML .json; WaveNets: .nam)",
+            n.kind(),
+            f.name()
+        )),
+    }
+    .map_err(Error::InvalidModel)?;
+    let file = parse_model(document, None, format == Format::GuitarMl)?;
+    if file.network.num_params() != network.num_params() {
+        return Err(Error::InvalidModel(format!(
+            "internal: the new file's network has {} parameters, the network {}",
+            file.network.num_params(),
+            network.num_params()
+        )));
+    }
+    Ok(file.with_network(network))
 }
 
 /// Detects the format of a parsed document.

@@ -1154,3 +1154,52 @@ pub(crate) fn write(net: &Network, original: &Network, doc: &mut Value) -> Resul
     }
     Ok(changed)
 }
+
+/// A `.nam` document (file format 0.5.4, as the official trainer wrote A1 WaveNets) for
+/// `net` with every weight zero (write the weights with [`write`]), stating `sample_rate` and
+/// a `metadata` object with `loudness` and `gain` for the calibration to fill in. Only the
+/// A1 layout (per array one kernel size and activation, no gating options beyond `gated`,
+/// no post-head) that `dealias train` creates.
+pub(crate) fn template(net: &WaveNet, sample_rate: f64) -> Result<Value, String> {
+    if net.head.is_some() {
+        return Err("WaveNets with a post-head are not written from scratch".into());
+    }
+    let mut layers = Vec::new();
+    for a in &net.layer_arrays {
+        let (activation, gated) = a.trainer_layout()?;
+        let kernels = a.kernel_sizes();
+        if kernels.iter().any(|&k| k != kernels[0]) || a.head_rechannel.kernel_size != 1 {
+            return Err("per-layer kernel sizes are not written from scratch".into());
+        }
+        let name = match activation {
+            Activation::Tanh => "Tanh",
+            Activation::ReLU => "ReLU",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::Hardtanh => "Hardtanh",
+            _ => return Err(
+                "activations other than Tanh, ReLU, Sigmoid, Hardtanh are not written from scratch"
+                    .into(),
+            ),
+        };
+        layers.push(serde_json::json!({
+            "input_size": a.input_size,
+            "condition_size": a.condition_size,
+            "head_size": a.head_size,
+            "channels": a.channels,
+            "kernel_size": kernels[0],
+            "dilations": a.dilations(),
+            "activation": name,
+            "gated": gated,
+            "head_bias": a.head_rechannel.bias.is_some(),
+        }));
+    }
+    let head_scale = net.head_scale.first().copied().unwrap_or(1.0);
+    Ok(serde_json::json!({
+        "version": "0.5.4",
+        "architecture": "WaveNet",
+        "config": {"layers": layers, "head": null, "head_scale": head_scale},
+        "weights": vec![0.0; net.num_params()],
+        "sample_rate": json::rate_value(sample_rate)?,
+        "metadata": {"loudness": 0.0, "gain": 0.0},
+    }))
+}

@@ -23,6 +23,7 @@ pub mod esr;
 pub mod metrics;
 pub mod mrsl;
 pub mod nmr;
+pub mod pretrain;
 
 pub use esr::{dc_loss, esr, hesr};
 pub use metrics::{

@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub(crate) mod fastmath;
+pub mod init;
 pub mod linear;
 pub mod rnn;
 pub mod rnn_train;

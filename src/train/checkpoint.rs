@@ -101,16 +101,66 @@ fn max_checkpoint_bytes() -> u64 {
     (2u64 << 30).min(crate::limits::machine_memory().0 / 16)
 }
 
+/// The bytes of a checkpoint file: `payload` in an envelope of `format` and `version` with
+/// the checksum of the payload's exact bytes.
+pub(crate) fn seal<T: Serialize>(format: &str, version: u32, payload: &T) -> Result<Vec<u8>> {
+    let payload = serde_json::to_string(payload)
+        .map_err(|e| Error::Checkpoint(format!("cannot serialise the checkpoint: {e}")))?;
+    let sum = crate::io::checksum(payload.as_bytes());
+    Ok(format!(
+        "{{\"format\":\"{format}\",\"version\":{version},\"checksum\":\"{sum}\",\"payload\":{payload}}}\n"
+    )
+    .into_bytes())
+}
+
+/// The payload of a checkpoint file written by [`seal`], after checking its envelope: the
+/// format, the version (saying which version wrote an older or newer file) and the checksum.
+pub(crate) fn open<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    format: &str,
+    version: u32,
+) -> std::result::Result<T, String> {
+    let newer_or_older = |v: u64| {
+        format!(
+            "a checkpoint of format version {v}; this build reads version {version} (start the \
+             run afresh)"
+        )
+    };
+    let env: Envelope = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            // Say which version wrote an older or newer file, when it is one of ours.
+            let v: Option<u64> = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .filter(|v| v.get("config_fingerprint").is_some() || v.get("format").is_some())
+                .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
+            return Err(match v {
+                Some(v) if v != u64::from(version) => newer_or_older(v),
+                _ => format!("not a dealias checkpoint: {e}"),
+            });
+        }
+    };
+    if env.format != format {
+        return Err(format!("not a {format} file (format \"{}\")", env.format));
+    }
+    if env.version != version {
+        return Err(newer_or_older(u64::from(env.version)));
+    }
+    let sum = crate::io::checksum(env.payload.get().as_bytes());
+    if sum != env.checksum {
+        return Err(format!(
+            "the checkpoint is corrupt or was edited: its checksum is {} but its content \
+             sums to {sum}",
+            env.checksum
+        ));
+    }
+    serde_json::from_str(env.payload.get()).map_err(|e| format!("not a dealias checkpoint: {e}"))
+}
+
 impl Checkpoint {
     /// The file's bytes: the envelope with the payload's checksum.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let payload = serde_json::to_string(self)
-            .map_err(|e| Error::Checkpoint(format!("cannot serialise the checkpoint: {e}")))?;
-        let sum = crate::io::checksum(payload.as_bytes());
-        Ok(format!(
-            "{{\"format\":\"{FORMAT}\",\"version\":{CHECKPOINT_VERSION},\"checksum\":\"{sum}\",\"payload\":{payload}}}\n"
-        )
-        .into_bytes())
+        seal(FORMAT, CHECKPOINT_VERSION, self)
     }
 
     /// Writes the checkpoint atomically (temporary file in the same folder, then rename).
@@ -121,46 +171,7 @@ impl Checkpoint {
     /// Parses a checkpoint file's bytes, verifying its checksum and the consistency of its
     /// fields ([`Checkpoint::check`]). Errors are messages about the content.
     pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let env: Envelope = match serde_json::from_slice(bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                // Say which version wrote an older or newer file, when it is one of ours.
-                let v: Option<u64> = serde_json::from_slice::<serde_json::Value>(bytes)
-                    .ok()
-                    .filter(|v| v.get("config_fingerprint").is_some() || v.get("format").is_some())
-                    .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
-                return Err(match v {
-                    Some(v) if v != u64::from(CHECKPOINT_VERSION) => format!(
-                        "a checkpoint of format version {v}; this build reads version \
-                         {CHECKPOINT_VERSION} (start the run afresh)"
-                    ),
-                    _ => format!("not a dealias checkpoint: {e}"),
-                });
-            }
-        };
-        if env.format != FORMAT {
-            return Err(format!(
-                "not a dealias checkpoint (format \"{}\")",
-                env.format
-            ));
-        }
-        if env.version != CHECKPOINT_VERSION {
-            return Err(format!(
-                "a checkpoint of format version {}; this build reads version \
-                 {CHECKPOINT_VERSION} (start the run afresh)",
-                env.version
-            ));
-        }
-        let sum = crate::io::checksum(env.payload.get().as_bytes());
-        if sum != env.checksum {
-            return Err(format!(
-                "the checkpoint is corrupt or was edited: its checksum is {} but its content \
-                 sums to {sum}",
-                env.checksum
-            ));
-        }
-        let ck: Checkpoint = serde_json::from_str(env.payload.get())
-            .map_err(|e| format!("not a dealias checkpoint: {e}"))?;
+        let ck: Checkpoint = open(bytes, FORMAT, CHECKPOINT_VERSION)?;
         ck.check()?;
         Ok(ck)
     }

@@ -34,6 +34,7 @@ use super::adam::{Adam, AdamConfig};
 use super::checkpoint::{Checkpoint, RngState, CHECKPOINT_VERSION};
 use super::clip::NormClip;
 use super::lr::{LrDecay, LrSchedule};
+use super::{split, sum_in_order};
 use crate::dsp::harmonics::HarmonicAnalyzer;
 use crate::dsp::tones::{
     eval_sine_set, eval_tone_len, EvalTone, Tone, ToneGenerator, ToneLevels, ToneNotes,
@@ -591,25 +592,6 @@ fn training_tones(g: ToneGenerator, fs: f64, config: &FinetuneConfig) -> ToneGen
     g.below(0.45 * fs)
         .with_levels(config.tone_levels)
         .with_notes(config.tone_notes)
-}
-
-/// Splits `n` items into `parts` contiguous ranges of nearly equal size.
-fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
-    let parts = parts.clamp(1, n.max(1));
-    (0..parts)
-        .map(|i| (i * n / parts)..((i + 1) * n / parts))
-        .collect()
-}
-
-/// Sums per-thread gradients in a fixed order (so that a run is deterministic) into f64.
-fn sum_in_order<'a, T: Real>(parts: impl Iterator<Item = &'a [T]>, n: usize) -> Vec<f64> {
-    let mut sum = vec![0.0; n];
-    for part in parts {
-        for (s, &v) in sum.iter_mut().zip(part) {
-            *s += v.to_f64_exact();
-        }
-    }
-    sum
 }
 
 /// One batch of training data: the tones, their input signals, knob settings (conditioned
