@@ -67,6 +67,11 @@ pub struct Args {
     /// the teacher's output, as Table 1 does for models without a device.
     #[arg(long, value_name = "REF.wav")]
     pub sine_reference: Option<PathBuf>,
+    /// The reference device the models imitate (see `dealias device list`, e.g. for the
+    /// built-in models): the sine set and every --audio clip rendered through it give the -R
+    /// columns and the G+B reference.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["sine_reference", "reference"])]
+    pub device: Option<String>,
 }
 
 fn agg_db(a: Option<crate::loss::metrics::Aggregate>) -> f64 {
@@ -97,6 +102,15 @@ fn row_json(role: &str, r: &SineSetReport, audio: Option<&AudioMetrics>) -> Valu
     v
 }
 
+/// The `--device`, when given.
+fn reference_device(args: &Args) -> anyhow::Result<Option<crate::device::Device>> {
+    Ok(args
+        .device
+        .as_deref()
+        .map(crate::device::Device::by_name)
+        .transpose()?)
+}
+
 /// Runs `dealias compare`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     super::check::count("--oversample", args.oversample, None)?;
@@ -116,6 +130,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.audio.len()
         );
     }
+    // The device's name is checked before any model is read.
+    reference_device(&args)?;
     let (teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
     let (student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
     if fs != fs_s {
@@ -178,6 +194,7 @@ fn compare_one(
     let tones = tones_at(&args.level)?;
     super::measure::check_memory(fs, opts, tones.len(), 2)?;
     let gain = 10f64.powf(args.reference_gain_db / 20.0);
+    let device = reference_device(args)?;
     let recordings = match &args.sine_reference {
         Some(p) => {
             let a = crate::audio::read_mono(p, None)?;
@@ -194,7 +211,10 @@ fn compare_one(
                     .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
             )
         }
-        None => None,
+        None => match &device {
+            Some(d) => Some(crate::eval::sine_set::device_recordings(d, &tones, fs)?),
+            None => None,
+        },
     };
     let reference = match &recordings {
         Some(r) => SineReference::Recordings(r),
@@ -229,6 +249,10 @@ fn compare_one(
                 );
             }
             let reference = match args.reference.get(i) {
+                None => match &device {
+                    Some(d) => Some(d.render(&a.samples, fs)?),
+                    None => None,
+                },
                 Some(rp) => {
                     let r = crate::audio::read_mono(rp, None)?;
                     if r.sample_rate != a.sample_rate {
@@ -236,7 +260,6 @@ fn compare_one(
                     }
                     Some(r.samples.iter().map(|v| v * gain).collect::<Vec<f64>>())
                 }
-                None => None,
             };
             clips.push(Clip {
                 input: a.samples,

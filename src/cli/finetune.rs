@@ -58,8 +58,8 @@ pub struct Args {
     /// Without it, a built-in model (--builtin) is written to the current folder and
     /// fine-tuned there.
     pub model: Option<PathBuf>,
-    /// The built-in model fine-tuned when no MODEL is given: lstm (GuitarML LSTM-40 of the
-    /// diode-clipper device).
+    /// The built-in model fine-tuned when no MODEL is given: lstm (GuitarML LSTM-40, the
+    /// default) or wavenet (NAM standard WaveNet), both of the diode-clipper device.
     #[arg(long, conflicts_with = "model", value_name = "NAME")]
     pub builtin: Option<String>,
     /// Output model (same format); default: MODEL with "-dealiased" added to its name.

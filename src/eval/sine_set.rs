@@ -410,6 +410,20 @@ impl SineReference<'_> {
     }
 }
 
+/// The tones rendered through a reference device (each [`eval_tone_len`] samples, from rest),
+/// in the order of `tones`: the recordings of [`SineReference::Recordings`] for a device that
+/// is simulated rather than recorded.
+pub fn device_recordings(
+    device: &crate::device::Device,
+    tones: &[EvalTone],
+    fs: f64,
+) -> Result<Vec<Vec<f64>>> {
+    tones
+        .par_iter()
+        .map(|t| device.render(&t.tone.render(fs, eval_tone_len(fs)), fs))
+        .collect()
+}
+
 /// [`compare_sine_set`] with the -R metrics of both models against `reference`.
 pub fn compare_sine_set_with(
     teacher: &Network,

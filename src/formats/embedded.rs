@@ -22,12 +22,20 @@ pub struct EmbeddedModel {
 }
 
 /// Every embedded model; the first is the default.
-pub const EMBEDDED_MODELS: [EmbeddedModel; 1] = [EmbeddedModel {
-    name: "lstm",
-    file_name: "dealias-diode-clipper-lstm40.json",
-    description: "GuitarML LSTM-40 of the diode-clipper device (44.1 kHz)",
-    bytes: include_bytes!("../../assets/models/dealias-diode-clipper-lstm40.json"),
-}];
+pub const EMBEDDED_MODELS: [EmbeddedModel; 2] = [
+    EmbeddedModel {
+        name: "lstm",
+        file_name: "dealias-diode-clipper-lstm40.json",
+        description: "GuitarML LSTM-40 of the diode-clipper device (44.1 kHz)",
+        bytes: include_bytes!("../../assets/models/dealias-diode-clipper-lstm40.json"),
+    },
+    EmbeddedModel {
+        name: "wavenet",
+        file_name: "dealias-diode-clipper-wavenet.nam",
+        description: "NAM standard WaveNet of the diode-clipper device (48 kHz)",
+        bytes: include_bytes!("../../assets/models/dealias-diode-clipper-wavenet.nam"),
+    },
+];
 
 impl EmbeddedModel {
     /// The embedded model called `name`; the error lists the names.
