@@ -168,3 +168,46 @@ fn finetune_without_a_model_uses_the_builtin_one() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not the built-in"));
     assert_eq!(std::fs::read(&teacher).unwrap(), b"{}");
 }
+
+/// A reference device as the -R reference (`compare --device`): the sine set rendered through
+/// the circuit, and the teacher's ESR-R on each tone equal to the ESR of its analysed second
+/// against the device's, computed here directly from the two signals (to 1e-9; both run from
+/// rest in f64).
+#[test]
+fn device_recordings_are_the_r_reference() {
+    use dealias::eval::sine_set::{compare_sine_set_with, device_recordings, SineReference};
+    let m = EmbeddedModel::default_model().load().unwrap();
+    let fs = 44_100.0;
+    let device = Device::by_name("diode-clipper").unwrap();
+    let tones: Vec<_> = eval_sine_set()
+        .into_iter()
+        .filter(|t| (t.midi == 69 && t.dbfs == -18.0) || (t.midi == 100 && t.dbfs == -6.0))
+        .collect();
+    let recordings = device_recordings(&device, &tones, fs).unwrap();
+    let (teacher, _) = compare_sine_set_with(
+        &m.network,
+        &m.network,
+        fs,
+        RunOptions::default(),
+        &tones,
+        SineReference::Recordings(&recordings),
+        &no_progress,
+    )
+    .unwrap();
+    let n = dealias::loss::SineSetAnalyzer::new(fs)
+        .unwrap()
+        .analyzer()
+        .len();
+    for (t, r) in tones.iter().zip(&teacher.tones) {
+        let x = t.tone.render(fs, dealias::dsp::tones::eval_tone_len(fs));
+        let y = m.network.process::<f64>(&x);
+        let d = device.render(&x, fs).unwrap();
+        let direct = dealias::loss::esr(&y[y.len() - n..], &d[d.len() - n..]);
+        let esr_r = r.metrics.esr_r.expect("an -R metric");
+        assert!(
+            (esr_r / direct - 1.0).abs() < 1e-9,
+            "MIDI {}: {esr_r} vs {direct}",
+            t.midi
+        );
+    }
+}

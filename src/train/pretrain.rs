@@ -15,8 +15,8 @@
 //! streaming processor (`Network::process`, f64), and its loss decides: the best network is
 //! kept; after `plateau` epochs without improvement the learning rate halves
 //! (`ReduceLROnPlateau(factor 0.5)`, as the authors' scripts do); after `patience` the run stops.
-//! Checkpoints are taken between batches (the epoch's order is regenerated from the seed of
-//! the epoch), so a resumed run continues exactly as an uninterrupted one.
+//! Checkpoints are taken between batches (an epoch's order is regenerated from the seed and
+//! the epoch's number), so a resumed run continues exactly as an uninterrupted one.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::adam::{Adam, AdamConfig};
-use super::checkpoint::{open, seal, RngState};
+use super::checkpoint::{open, seal};
 use super::finetune::{Precision, StopReason};
 use super::{split, sum_in_order};
 use crate::loss::pretrain::{ItemLoss, PretrainLoss, PretrainLossValue, PretrainWeights};
@@ -195,8 +195,6 @@ pub struct PretrainCheckpoint {
     pub fingerprint: String,
     pub params: Vec<f64>,
     pub adam: Adam,
-    /// The order generator at the start of the current epoch.
-    pub epoch_rng: RngState,
     pub step: u64,
     pub epoch: usize,
     pub batch_in_epoch: usize,
@@ -247,7 +245,6 @@ pub struct Pretrainer {
     /// Samples of input before a segment's first output (WaveNet: receptive field - 1).
     context: usize,
     adam: Adam,
-    epoch_rng: ChaCha8Rng,
     order: Vec<usize>,
     step: u64,
     epoch: usize,
@@ -311,7 +308,6 @@ impl Pretrainer {
             ));
         }
         let n = initial.num_params();
-        let epoch_rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut t = Pretrainer {
             fs,
             net: initial,
@@ -321,7 +317,6 @@ impl Pretrainer {
             starts,
             context,
             adam: Adam::new(n, config.adam),
-            epoch_rng,
             order: Vec::new(),
             step: 0,
             epoch: 0,
@@ -339,10 +334,12 @@ impl Pretrainer {
         Ok(t)
     }
 
-    /// The segments of the current epoch in training order (from the epoch's generator).
+    /// The segments of the current epoch in training order: a shuffle seeded by the run's
+    /// seed and the epoch's number, so that any epoch's order can be regenerated on resume.
     fn epoch_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.starts.len()).collect();
-        order.shuffle(&mut self.epoch_rng.clone());
+        let seed = self.config.seed ^ (self.epoch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         order
     }
 
@@ -399,7 +396,6 @@ impl Pretrainer {
             fingerprint: self.fingerprint(),
             params: self.net.params(),
             adam: self.adam.clone(),
-            epoch_rng: RngState::capture(&self.epoch_rng),
             step: self.step,
             epoch: self.epoch,
             batch_in_epoch: self.batch_in_epoch,
@@ -446,10 +442,9 @@ impl Pretrainer {
         }
         self.net.set_params(&ck.params)?;
         self.adam = ck.adam.clone();
-        self.epoch_rng = ck.epoch_rng.restore();
-        self.order = self.epoch_order();
         self.step = ck.step;
         self.epoch = ck.epoch;
+        self.order = self.epoch_order();
         self.batch_in_epoch = ck.batch_in_epoch;
         self.lr_scale = ck.lr_scale;
         self.best_loss = ck.best_loss;
@@ -572,10 +567,6 @@ impl Pretrainer {
             if self.batch_in_epoch == self.batches_per_epoch() {
                 self.batch_in_epoch = 0;
                 self.epoch += 1;
-                // The next epoch's order comes from a generator advanced by this one's.
-                let mut next = self.epoch_rng.clone();
-                let _ = rand::Rng::gen::<u64>(&mut next);
-                self.epoch_rng = ChaCha8Rng::from_rng(&mut next).expect("ChaCha from ChaCha");
                 self.order = self.epoch_order();
                 let v = self.validate(elapsed())?;
                 on_event(PretrainEvent::Validation(v));
