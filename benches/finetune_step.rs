@@ -11,16 +11,13 @@
 //! FMA peak, taken as `DEALIAS_PEAK_GFLOPS` (f64, all cores; default 83.2 = 2 Zen 4 cores ×
 //! 16 FLOP/cycle × 2.6 GHz; f32 twice that).
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::train::finetune::{FinetuneConfig, Finetuner, Precision};
-
-fn fixture(rel: &str) -> String {
-    format!("{}/../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// One batch of fine-tuning; returns (steps, seconds).
 fn one_batch(net: &dealias::Network, precision: Precision) -> (u64, f64) {
@@ -53,16 +50,18 @@ fn bench(c: &mut Criterion) {
         (
             "broadcast_lstm40",
             "paper-models/broadcast_lstm_teacher.json",
+            "lstm",
             7.0,
         ),
         (
             "broadcast_wavenet",
             "paper-models/broadcast_tcn_teacher.nam",
+            "wavenet",
             64.3,
         ),
     ];
-    for (name, file, gflop) in cases {
-        let model = dealias::load_model(Path::new(&fixture(file))).unwrap();
+    for (name, file, builtin, gflop) in cases {
+        let model = common::paper_or_builtin(file, builtin);
         for (prec, label, peak) in [
             (Precision::F64, "f64", peak64),
             (Precision::F32, "f32", 2.0 * peak64),

@@ -6,21 +6,14 @@
 
 use std::time::Instant;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use dealias::dsp::tones::eval_sine_set;
 use dealias::eval::{measure_sine_set, measure_tones, RunOptions};
-use dealias::{load_model, ModelFile};
-
-fn teacher() -> ModelFile {
-    let p = std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/paper-models/broadcast_lstm_teacher.json"
-    ));
-    load_model(&p).expect("fixture model loads")
-}
 
 fn bench(c: &mut Criterion) {
-    let m = teacher();
+    let m = common::paper_or_builtin("paper-models/broadcast_lstm_teacher.json", "lstm");
     let fs = m.sample_rate.unwrap_or(44_100.0);
     let t = Instant::now();
     let r = measure_sine_set(&m.network, fs, RunOptions::default(), None, &|_| {}).unwrap();

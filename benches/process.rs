@@ -23,12 +23,6 @@ use dealias::{load_model, ModelFile, Real};
 const RATE: f64 = 44100.0;
 const SECONDS: f64 = 10.0;
 
-fn model(rel: &str) -> ModelFile {
-    let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/"))
-        .join(rel);
-    load_model(&p).expect("fixture model loads")
-}
-
 /// 10 s of a guitar-like test signal (decaying plucked partials).
 fn input<T: Real>() -> Vec<T> {
     let n = (RATE * SECONDS) as usize;
@@ -157,8 +151,8 @@ fn widths(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
-    let lstm = model("paper-models/broadcast_lstm_teacher.json");
-    let wavenet = model("paper-models/broadcast_tcn_teacher.nam");
+    let lstm = common::paper_or_builtin("paper-models/broadcast_lstm_teacher.json", "lstm");
+    let wavenet = common::paper_or_builtin("paper-models/broadcast_tcn_teacher.nam", "wavenet");
     bench_one::<f32>(c, "broadcast_lstm40_f32", &lstm);
     bench_one::<f64>(c, "broadcast_lstm40_f64", &lstm);
     let knobs = conditioned(&lstm);

@@ -60,7 +60,10 @@ fn print_conventions(name: &str, r: &SineSetReport) {
 #[test]
 #[ignore = "exploration: prints conventions, takes minutes"]
 fn table_1_conventions() {
-    let m = load_model(&common::fixture("paper-models/broadcast_lstm_teacher.json")).unwrap();
+    let Some(path) = common::fixture_or_skip("paper-models/broadcast_lstm_teacher.json") else {
+        return;
+    };
+    let m = load_model(&path).unwrap();
     let fs = m.sample_rate.unwrap_or(44_100.0);
     let run = |tones: &[EvalTone]| {
         measure_tones(&m.network, fs, RunOptions::default(), None, tones, &|_| {}).unwrap()

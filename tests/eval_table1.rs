@@ -16,17 +16,6 @@ use dealias::eval::{
 };
 use dealias::load_model;
 
-/// The fixture's path, or `None` (with a message) when it is absent.
-fn fixture_or_skip(rel: &str) -> Option<std::path::PathBuf> {
-    let p = common::fixture(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: fixture {} is absent", p.display());
-        None
-    }
-}
-
 fn close(what: &str, got: Option<f64>, want: f64, tol: f64) {
     let got = got.unwrap_or_else(|| panic!("{what}: not measured"));
     eprintln!("{what}: {got:.2} dB (expected {want} +- {tol})");
@@ -59,7 +48,7 @@ fn paper_self_columns(p: &std::path::Path) -> (Table1, SineSetReport) {
 /// slow start-up transient gives -38.2 dB (README).
 #[test]
 fn broadcast_lstm_teacher_matches_table_1() {
-    let Some(p) = fixture_or_skip("paper-models/broadcast_lstm_teacher.json") else {
+    let Some(p) = common::fixture_or_skip("paper-models/broadcast_lstm_teacher.json") else {
         return;
     };
     let (t, r) = paper_self_columns(&p);
@@ -77,7 +66,7 @@ fn broadcast_lstm_teacher_matches_table_1() {
 /// here against the paper's -42.3 (README: unexplained); checked against our measured value.
 #[test]
 fn broadcast_tcn_teacher_matches_table_1() {
-    let Some(p) = fixture_or_skip("paper-models/broadcast_tcn_teacher.nam") else {
+    let Some(p) = common::fixture_or_skip("paper-models/broadcast_tcn_teacher.nam") else {
         return;
     };
     let (t, _) = paper_self_columns(&p);

@@ -2,20 +2,30 @@
 
 mod common;
 
-use common::{data, fixture};
+use common::{data, fixture_or_skip};
 use dealias::formats::{load_model_from_bytes, save_model_with_note, to_document};
 use dealias::{load_model, save_model, Error};
 use proptest::prelude::*;
 use serde_json::Value;
 
 fn all_model_files() -> Vec<std::path::PathBuf> {
-    let mut v = vec![
-        fixture("paper-models/broadcast_lstm_teacher.json"),
-        fixture("paper-models/broadcast_tcn_teacher.nam"),
-        fixture("reference-outputs/wavenet_standard/wavenet_standard.nam"),
-        fixture("reference-outputs/nam_lstm_1x16/nam_lstm_1x16.nam"),
-        fixture("reference-outputs/guitarml_gru12_2layer_noskip/guitarml_gru12_2layer_noskip.json"),
-    ];
+    // The paper's files when they are beside the clone; the committed cases always.
+    let mut v: Vec<std::path::PathBuf> = [
+        "paper-models/broadcast_lstm_teacher.json",
+        "paper-models/broadcast_tcn_teacher.nam",
+        "reference-outputs/wavenet_standard/wavenet_standard.nam",
+        "reference-outputs/nam_lstm_1x16/nam_lstm_1x16.nam",
+        "reference-outputs/guitarml_gru12_2layer_noskip/guitarml_gru12_2layer_noskip.json",
+    ]
+    .into_iter()
+    .filter_map(fixture_or_skip)
+    .collect();
+    let assets = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models"));
+    v.extend(
+        dealias::formats::embedded::EMBEDDED_MODELS
+            .iter()
+            .map(|m| assets.join(m.file_name)),
+    );
     for dir in ["reference", "guitarml_family"] {
         let root = data(dir);
         let manifest: Value =

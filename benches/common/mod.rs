@@ -1,4 +1,5 @@
-//! Random-weight networks shared by the benchmarks.
+//! Shared by the benchmarks: random-weight networks, and the paper's models or their built-in twins.
+#![allow(dead_code)]
 
 use dealias::models::{Activation, Conv1d, Gating, WaveNet, WaveNetLayer, WaveNetLayerArray};
 use rand::{Rng, SeedableRng};
@@ -59,4 +60,23 @@ pub fn a1_wavenet(channels: usize, second: usize) -> WaveNet {
     };
     net.validate().unwrap();
     net
+}
+
+/// The paper's published model `rel` under the shared fixtures when it is beside the clone;
+/// otherwise the built-in model of the same architecture (`builtin`: `lstm` is an LSTM-40 like
+/// the Broadcast LSTM, `wavenet` a NAM standard WaveNet like the Broadcast TCN), so that the
+/// benchmarks run on a clone with nothing beside it and cost the same.
+pub fn paper_or_builtin(rel: &str, builtin: &str) -> dealias::ModelFile {
+    let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/"))
+        .join(rel);
+    if p.exists() {
+        return dealias::load_model(&p).expect("fixture model loads");
+    }
+    let m = dealias::formats::embedded::EmbeddedModel::by_name(builtin).expect("built-in model");
+    eprintln!(
+        "{} is absent: benchmarking the built-in {} instead (same architecture)",
+        p.display(),
+        m.description
+    );
+    m.load().expect("built-in model loads")
 }

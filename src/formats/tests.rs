@@ -1,17 +1,35 @@
 use super::*;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/")).join(rel)
+/// A shared fixture, or `None` with a message when it is absent (a failure when
+/// `DEALIAS_REQUIRE_FIXTURES` is set, as in CI).
+fn fixture(rel: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/")).join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("DEALIAS_REQUIRE_FIXTURES").is_none(),
+        "fixture {} is absent and DEALIAS_REQUIRE_FIXTURES is set",
+        p.display()
+    );
+    eprintln!("skipped: fixture {} is absent", p.display());
+    None
 }
 
 #[test]
 fn loads_paper_models() {
-    let m = load_model(&fixture("paper-models/broadcast_tcn_teacher.nam")).unwrap();
+    let (Some(tcn), Some(lstm)) = (
+        fixture("paper-models/broadcast_tcn_teacher.nam"),
+        fixture("paper-models/broadcast_lstm_teacher.json"),
+    ) else {
+        return;
+    };
+    let m = load_model(&tcn).unwrap();
     assert_eq!(m.format, Format::Nam);
     assert_eq!(m.network.kind(), "WaveNet");
     assert_eq!(m.network.num_params(), 13801);
     assert_eq!(m.network.receptive_field(), 4093);
-    let m = load_model(&fixture("paper-models/broadcast_lstm_teacher.json")).unwrap();
+    let m = load_model(&lstm).unwrap();
     assert_eq!(m.format, Format::GuitarMl);
     assert_eq!(m.network.kind(), "LSTM");
 }

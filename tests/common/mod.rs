@@ -8,6 +8,27 @@ pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/")).join(rel)
 }
 
+/// The path of a shared fixture when it is there. When it is absent the test says so on
+/// stderr and the caller skips it (`None`), unless `DEALIAS_REQUIRE_FIXTURES` is set (as
+/// `.ci/run` does, where the fixtures are beside the clone): then its absence is a failure.
+pub fn fixture_or_skip(rel: &str) -> Option<PathBuf> {
+    let p = fixture(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var_os("DEALIAS_REQUIRE_FIXTURES").is_some() {
+        panic!(
+            "fixture {} is absent and DEALIAS_REQUIRE_FIXTURES is set",
+            p.display()
+        );
+    }
+    eprintln!(
+        "skipped: fixture {} is absent (the paper's files are read from ../shared/fixtures/)",
+        p.display()
+    );
+    None
+}
+
 /// A path under this crate's `tests/data`.
 pub fn data(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/")).join(rel)
