@@ -153,10 +153,41 @@ fn finetune_without_a_model_uses_the_builtin_one() {
         .join("dealias-diode-clipper-lstm40-dealiased.json");
     let s = dealias::load_model(&student).unwrap();
     assert_ne!(s.network, dealias::load_model(&teacher).unwrap().network);
-    assert!(dir
-        .path()
-        .join("dealias-diode-clipper-lstm40-dealiased.json.report.html")
-        .exists());
+    // The built-in model imitates the diode clipper: the summary has the -R columns and the
+    // G+B metrics on the built-in clips against the device. The teacher models it (G+B ESR
+    // measured -24.5 dB; held-out ESR of its training 0.0021), so the value lies well below
+    // -15 dB, and it is not the teacher against itself (-inf) nor against the dry input.
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join("dealias-diode-clipper-lstm40-dealiased.json.report.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["reference_device"], "diode-clipper");
+    assert_eq!(report["gb"]["against"], "the diode-clipper device");
+    let gb = report["gb"]["teacher"]["esr_db"].as_f64().unwrap();
+    assert!((-60.0..-15.0).contains(&gb), "teacher G+B ESR {gb} dB");
+    for role in ["teacher", "student"] {
+        let r = &report["reference"][role];
+        for k in ["esr_r_db", "nmr_r_db", "hesr_r_db"] {
+            assert!(r[k].as_f64().is_some_and(f64::is_finite), "{role} {k}: {r}");
+        }
+    }
+    let html = std::fs::read_to_string(
+        dir.path()
+            .join("dealias-diode-clipper-lstm40-dealiased.json.report.html"),
+    )
+    .unwrap();
+    for want in [
+        "<th>ESR-R</th>",
+        "Listen: the built-in guitar clip",
+        "Listen: the built-in bass clip",
+        "reference (diode-clipper)",
+    ] {
+        assert!(html.contains(want), "the report lacks {want}");
+    }
     // A user's file of the same name stays as it is.
     std::fs::write(&teacher, b"{}").unwrap();
     let again = Command::new(env!("CARGO_BIN_EXE_dealias"))
@@ -194,6 +225,16 @@ fn device_recordings_are_the_r_reference() {
         &no_progress,
     )
     .unwrap();
+    let single = dealias::eval::measure_tones_against(
+        &m.network,
+        fs,
+        RunOptions::default(),
+        None,
+        &tones,
+        Some(&recordings),
+        &no_progress,
+    )
+    .unwrap();
     let n = dealias::loss::SineSetAnalyzer::new(fs)
         .unwrap()
         .analyzer()
@@ -209,5 +250,51 @@ fn device_recordings_are_the_r_reference() {
             "MIDI {}: {esr_r} vs {direct}",
             t.midi
         );
+        // One model measured against the device (`measure --device`) gives the same.
+        let own = single.tones.iter().find(|s| s.tone == *t).unwrap();
+        let esr_r = own.metrics.esr_r.expect("an -R metric");
+        assert!(
+            (esr_r / direct - 1.0).abs() < 1e-9,
+            "measure: {esr_r} vs {direct}"
+        );
+        assert_eq!(own.metrics.nmr_r, r.metrics.nmr_r);
+        assert_eq!(own.metrics.hesr_r, r.metrics.hesr_r);
     }
+}
+
+/// `dealias measure --device`: the -R aggregates in the JSON summary, finite, and ESR-R of the
+/// built-in model against its device well below the -S values' scale of a copy (-15 dB).
+#[test]
+fn measure_with_a_device_reports_the_r_columns() {
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/models/dealias-diode-clipper-lstm40.json"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args([
+            "measure",
+            model,
+            "--device",
+            "diode-clipper",
+            "--level",
+            "-18",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let esr_r = v["esr_r_db"].as_f64().unwrap();
+    assert!(esr_r < -15.0, "ESR-R {esr_r} dB");
+    assert!(v["nmr_r_db"].as_f64().is_some() && v["hesr_r_db"].as_f64().is_some());
+    assert!(v["tones"][0]["esr_r_db"].as_f64().is_some());
+    let bad = Command::new(env!("CARGO_BIN_EXE_dealias"))
+        .args(["measure", model, "--device", "no-such-circuit"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
 }

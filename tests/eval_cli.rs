@@ -187,9 +187,34 @@ fn compare_gives_table_1_keys_with_audio() {
     assert!((student_db - teacher_db).abs() > 0.01);
     let (restored_db, _) = gb_against_half(20.0 * 2f64.log10());
     assert!(restored_db < -100.0, "restored reference: {restored_db} dB");
-    // Without audio the G+B keys are absent.
+    // Without --audio the G+B columns are measured on the built-in guitar and bass clips:
+    // the same values as those clips given as --audio files (f32 WAVs: the rounding moves the
+    // ESR by well under 0.01 dB; measured 2e-6 dB).
+    let v = dealias(&["compare", &teacher, &student, "--level", "-18", "--json"]);
+    assert_eq!(v["gb_clips"], "the built-in guitar and bass clips");
+    let builtin = v["gb_esr_db"].as_f64().unwrap();
+    let mut args = vec![
+        "compare".to_string(),
+        teacher.clone(),
+        student.clone(),
+        "--level".into(),
+        "-18".into(),
+        "--json".into(),
+    ];
+    for (name, x) in dealias::dsp::training_signal::test_clips(fs as f64).unwrap() {
+        let p = dir.path().join(format!("{name}.wav"));
+        write_wav(&p, &x, fs);
+        args.extend(["--audio".to_string(), p.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let given = dealias(&args)["gb_esr_db"].as_f64().unwrap();
+    assert!(
+        (given - builtin).abs() < 0.01,
+        "built-in clips {builtin} dB, the same clips as files {given} dB"
+    );
+    // The teacher against itself: the G+B ESR is -inf (null).
     let v = dealias(&["compare", &teacher, &teacher, "--level", "-18", "--json"]);
-    assert!(v.get("gb_esr_db").is_none());
+    assert!(v["gb_esr_db"].is_null() && v["mrsl"].is_number());
     assert!(v["hesr_t_db"].is_null());
 }
 

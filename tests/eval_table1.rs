@@ -35,6 +35,7 @@ fn paper_self_columns(p: &std::path::Path) -> (Table1, SineSetReport) {
         fs,
         Convention::Paper,
         &eval_sine_set(),
+        None,
         true,
         &|_| {},
     );

@@ -102,10 +102,20 @@ fn report_is_self_contained_and_drawn_in_a_browser() {
         assert!(!html.contains(bad), "the report refers to {bad}...");
     }
     assert!(html.contains("Content-Security-Policy") && html.contains("default-src 'none'"));
-    // Spectra (teacher, student, reference), NMR-S x2, HESR-T, 4 spectrograms; 4 players.
+    // Spectra (teacher, student, reference), NMR-S x2, HESR-T, 4 spectrograms; players: the
+    // sweep through 4, the guitar and the bass clip through teacher, student and device.
     assert_eq!(html.matches("<figure class=\"fig\"").count(), 10);
-    assert_eq!(html.matches("<audio controls").count(), 4);
+    assert_eq!(html.matches("<audio controls").count(), 10);
     assert!(html.contains("<td>student</td>"));
+    // The full Table 1 row: G+B against the device and the -R columns.
+    for want in [
+        "<th>G+B ESR</th>",
+        "<th>ESR-R</th>",
+        "<th>HESR-R</th>",
+        "against the diode-clipper device",
+    ] {
+        assert!(html.contains(want), "the report lacks {want}");
+    }
 
     if !chromium_available() {
         if std::env::var_os("DEALIAS_REQUIRE_CHROMIUM").is_some() {

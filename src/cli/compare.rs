@@ -9,11 +9,9 @@ use anyhow::bail;
 use serde_json::{json, Value};
 
 use super::measure::{print_row, progress_bar, tones_at, ConventionArg};
-use crate::eval::audio_metrics::{compare_on_clips, Clip};
+use crate::eval::audio_metrics::{builtin_clips, compare_on_clips, Clip};
 use crate::eval::report::{aggregate_json, db, num};
-use crate::eval::sine_set::{
-    compare_sine_set_with, split_recording, RunOptions, SineReference, SineSetReport,
-};
+use crate::eval::sine_set::{compare_sine_set_with, RunOptions, SineReference, SineSetReport};
 use crate::eval::table1::{compare_progress_total, compare_table1, Convention};
 use crate::eval::AudioMetrics;
 
@@ -94,6 +92,15 @@ fn row_json(role: &str, r: &SineSetReport, audio: Option<&AudioMetrics>) -> Valu
             "nmr_s_db": num(r.nmr_s.mean_db),
         },
     });
+    for (key, a) in [
+        ("esr_r_db", r.esr_r),
+        ("nmr_r_db", r.nmr_r),
+        ("hesr_r_db", r.hesr_r),
+    ] {
+        if a.is_some() {
+            v[key] = num(agg_db(a));
+        }
+    }
     if let Some(a) = audio {
         v["gb_esr_db"] = num(db(a.esr));
         v["mrsl"] = num(a.mrsl);
@@ -195,27 +202,13 @@ fn compare_one(
     super::measure::check_memory(fs, opts, tones.len(), 2)?;
     let gain = 10f64.powf(args.reference_gain_db / 20.0);
     let device = reference_device(args)?;
-    let recordings = match &args.sine_reference {
-        Some(p) => {
-            let a = crate::audio::read_mono(p, None)?;
-            if a.sample_rate as f64 != fs {
-                bail!(
-                    "{} is at {} Hz but the models run at {fs} Hz",
-                    p.display(),
-                    a.sample_rate
-                );
-            }
-            let x: Vec<f64> = a.samples.iter().map(|v| v * gain).collect();
-            Some(
-                split_recording(&x, fs, tones.len())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-            )
-        }
-        None => match &device {
-            Some(d) => Some(crate::eval::sine_set::device_recordings(d, &tones, fs)?),
-            None => None,
-        },
-    };
+    let recordings = super::sine_recordings(
+        args.sine_reference.as_deref(),
+        device.as_ref(),
+        gain,
+        &tones,
+        fs,
+    )?;
     let reference = match &recordings {
         Some(r) => SineReference::Recordings(r),
         None if paper => SineReference::Teacher,
@@ -235,9 +228,16 @@ fn compare_one(
     };
     pb.finish_and_clear();
 
-    // G+B audio: every clip through both models from the initial state.
-    let mut audio: Option<(AudioMetrics, AudioMetrics)> = None;
-    if !args.audio.is_empty() {
+    // G+B audio: every clip through both models from the initial state; without --audio the
+    // built-in guitar and bass clips (through the device when given).
+    let audio: (AudioMetrics, AudioMetrics);
+    let clips_label: String;
+    if args.audio.is_empty() {
+        let (clips, names) = builtin_clips(fs, device.as_ref())?;
+        let cmp = compare_on_clips(&teacher.network, &student.network, fs, opts, &clips)?;
+        audio = (cmp.teacher, cmp.student);
+        clips_label = format!("the built-in {} clips", names.join(" and "));
+    } else {
         let mut clips = Vec::new();
         for (i, p) in args.audio.iter().enumerate() {
             let a = crate::audio::read_mono(p, None)?;
@@ -273,18 +273,23 @@ fn compare_one(
                 rn.min(xn)
             ));
         }
-        audio = Some((cmp.teacher, cmp.student));
+        audio = (cmp.teacher, cmp.student);
+        clips_label = format!("{} --audio clip(s)", args.audio.len());
     }
-
-    let (at, as_) = match &audio {
-        Some((a, b)) => (Some(a), Some(b)),
-        None => (None, None),
+    let against = if !args.reference.is_empty() {
+        "the device recordings".to_string()
+    } else if let Some(d) = &device {
+        format!("the {} device", d.name)
+    } else {
+        "the teacher's output".to_string()
     };
+
+    let (at, as_) = (Some(&audio.0), Some(&audio.1));
     if let Some(t) = &mut table {
-        if let Some((a, b)) = &audio {
-            t.add_audio(a, b);
-        }
+        t.add_audio(&audio.0, &audio.1);
         let mut v = t.to_json();
+        v["gb_clips"] = json!(clips_label);
+        v["gb_against"] = json!(against);
         v["teacher"] = json!(args.teacher.display().to_string());
         v["student"] = json!(args.student.display().to_string());
         if args.json {
@@ -296,6 +301,7 @@ fn compare_one(
             args.student.display()
         );
         print!("{}", t.text());
+        println!("  (G+B on {clips_label}, against {against})");
         return Ok(None);
     }
     let teacher_row = row_json("teacher", &rt, at);
@@ -310,14 +316,8 @@ fn compare_one(
         o.insert("oversample".into(), json!(args.oversample));
         o.insert("convention".into(), json!(convention.name()));
         o.insert("conditions".into(), json!(convention.description()));
-        o.insert(
-            "reference".into(),
-            json!(if args.reference.is_empty() {
-                "teacher output"
-            } else {
-                "device recordings"
-            }),
-        );
+        o.insert("reference".into(), json!(against));
+        o.insert("gb_clips".into(), json!(clips_label));
         o.insert(
             "aggregation".into(),
             json!(crate::eval::report::AGGREGATION_LEGEND),
@@ -352,9 +352,10 @@ fn compare_one(
             format!("{:>8}", "-")
         }
     };
-    print!("  role     ");
-    if audio.is_some() {
-        print!("{:>8}{:>8}", "G+B ESR", "MRSL");
+    let with_r = rt.esr_r.is_some();
+    print!("  role     {:>8}{:>8}", "G+B ESR", "MRSL");
+    if with_r {
+        print!("{:>8}{:>8}{:>8}", "ESR-R", "NMR-R", "HESR-R");
     }
     println!(
         "{:>8}{:>8}{:>8}{:>8}{:>8}",
@@ -364,6 +365,14 @@ fn compare_one(
         print!("  {role:<9}");
         if let Some(a) = a {
             print!("{}{}", f(db(a.esr)), f(db(a.mrsl)));
+        }
+        if with_r {
+            print!(
+                "{}{}{}",
+                f(agg_db(r.esr_r)),
+                f(agg_db(r.nmr_r)),
+                f(agg_db(r.hesr_r))
+            );
         }
         println!(
             "{}{}{}{}{}",
@@ -375,11 +384,11 @@ fn compare_one(
         );
     }
     println!(
-        "  (dB, convention spec; sine-set columns are 10 log10 of the mean over the tones; audio against the {})",
-        if args.reference.is_empty() {
-            "teacher's output"
+        "  (dB, convention spec; sine-set columns are 10 log10 of the mean over the tones; G+B on {clips_label}, against {against}{})",
+        if with_r {
+            "; -R against the device's sine set"
         } else {
-            "device recordings"
+            ""
         }
     );
     println!("  student, both aggregations over the tones:");

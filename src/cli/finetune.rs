@@ -201,6 +201,11 @@ pub struct TrainArgs {
     /// Print no progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// The reference device the model imitates (see `dealias device list`; set for the
+    /// built-in models): the before/after summary and the report add the -R columns and the
+    /// G+B metrics against it, and the report its spectrum, sweep and clips.
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
 }
 
 impl TrainArgs {
@@ -440,6 +445,9 @@ impl TrainArgs {
             check::count("--epochs", e, None)?;
         }
         check::count("--tones-per-epoch", self.tones_per_epoch, None)?;
+        if let Some(d) = &self.device {
+            crate::device::Device::by_name(d)?;
+        }
         if let Some(v) = self.validate_every {
             check::count("--validate-every", v, None)?;
         }
@@ -554,9 +562,18 @@ pub(crate) struct RunEnd {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Every option first, before any file is read or written.
     let checked = args.train.check()?;
+    let mut train = args.train.clone();
     let model = match &args.model {
         Some(m) => m.clone(),
-        None => write_builtin(args.builtin.as_deref().unwrap_or("lstm"))?,
+        None => {
+            let name = args.builtin.as_deref().unwrap_or("lstm");
+            // The built-in models imitate a built-in device: the summary's -R columns.
+            let builtin = crate::formats::embedded::EmbeddedModel::by_name(name)?;
+            train
+                .device
+                .get_or_insert_with(|| builtin.device.to_string());
+            write_builtin(name)?
+        }
     };
     // Then the files, checked and locked together.
     let output = args
@@ -583,7 +600,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         remove_part_checkpoints(&output)?;
     }
     let interrupt = Interrupt::install()?;
-    finetune_one(&args.train, &checked, &files, args.resume, &interrupt)?;
+    finetune_one(&train, &checked, &files, args.resume, &interrupt)?;
     Ok(interrupt.exit_code())
 }
 
@@ -1027,7 +1044,14 @@ fn report_and_save(
         best.set_knobs(&mid)?;
         eprintln!("before/after summary at knob values {mid:?} (all settings: dealias measure --knob-grid)");
     }
-    let summary = pool.install(|| crate::eval::summary::before_after(&teacher, &best, fs))?;
+    let device = train
+        .device
+        .as_deref()
+        .map(crate::device::Device::by_name)
+        .transpose()?;
+    let summary = pool.install(|| {
+        crate::eval::summary::before_after_with(&teacher, &best, fs, device.as_ref())
+    })?;
     println!("{}", summary.table());
     let mut student = model.clone();
     student.network = outcome.best.clone();
@@ -1068,7 +1092,15 @@ fn report_and_save(
         .collect();
     let report_bytes = serde_json::to_string_pretty(&json)?.into_bytes();
     let html = pool.install(|| {
-        super::report::finetune_html(&files.model, &teacher, &best, fs, &summary, &json, output)
+        super::report::finetune_html(
+            &files.model,
+            (&teacher, &best),
+            fs,
+            device.as_ref(),
+            &summary,
+            &json,
+            output,
+        )
     });
     let html = match html {
         Ok(h) => Some(h),

@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::eval::plots::{save_nmr_vs_f0, save_spectrum, spectrum_db};
 use crate::eval::report::{measure_json, tones_csv};
-use crate::eval::sine_set::{measure_tones, spectrum_tone_output, RunOptions, SPECTRUM_TONE};
+use crate::eval::sine_set::{
+    measure_tones, measure_tones_against, spectrum_tone_output, RunOptions, SPECTRUM_TONE,
+};
 use crate::eval::table1::{measure_table1, Convention};
 use crate::eval::SineSetReport;
 use crate::loss::metrics::SineSetAnalyzer;
@@ -50,6 +52,24 @@ pub struct Args {
     /// amplitude; prints ESR-S, NMR-S and the 2x oversampled ESR-S-OS2, NMR-S-OS2).
     #[arg(long, value_enum, default_value_t = ConventionArg::Spec)]
     pub convention: ConventionArg,
+    /// The reference device the model imitates (see `dealias device list`, e.g. for the
+    /// built-in models): the sine set rendered through it gives ESR-R, NMR-R and HESR-R.
+    #[arg(long, value_name = "NAME", conflicts_with = "sine_reference")]
+    pub device: Option<String>,
+    /// A device recording of the sine set (mono WAV at the model's rate: the tones in the
+    /// order of the set, -36/-18/-6 dBFS then MIDI 21-108, each 1.2 s) for ESR-R, NMR-R and
+    /// HESR-R.
+    #[arg(long, value_name = "REF.wav")]
+    pub sine_reference: Option<PathBuf>,
+    /// Gain in dB applied to --sine-reference before comparing (e.g. 6.02 for a recording
+    /// stored at half amplitude).
+    #[arg(
+        long,
+        value_name = "DB",
+        default_value_t = 0.0,
+        allow_hyphen_values = true
+    )]
+    pub reference_gain_db: f64,
 }
 
 /// `--convention` on the command line.
@@ -114,9 +134,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if convention == Convention::Paper && args.knob_grid.is_some() {
         anyhow::bail!(
-            "--convention paper prints Table 1 for one knob setting; measure each setting with              --knobs A,B instead of --knob-grid"
+            "--convention paper prints Table 1 for one knob setting; measure each setting with --knobs A,B instead of --knob-grid"
         );
     }
+    super::check::in_range(
+        "--reference-gain-db",
+        args.reference_gain_db,
+        -120.0,
+        120.0,
+        " dB",
+    )?;
+    let has_reference = args.device.is_some() || args.sine_reference.is_some();
+    if has_reference && (args.knob_grid.is_some() || args.oversample != 1) {
+        anyhow::bail!("the -R metrics (--device, --sine-reference) are measured at the model's own rate and one knob setting; drop --oversample / --knob-grid");
+    }
+    let device = args
+        .device
+        .as_deref()
+        .map(crate::device::Device::by_name)
+        .transpose()?;
     let tones = tones_at(&args.level)?;
     let opts: RunOptions = convention.run_options().oversampled(args.oversample);
     let _locks = match &args.out {
@@ -124,7 +160,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let (model, fs) = super::load_with_rate(&args.model, args.rate)?;
-    check_memory(fs, opts, tones.len(), 1)?;
+    check_memory(fs, opts, tones.len(), 1 + has_reference as usize)?;
+    let gain = 10f64.powf(args.reference_gain_db / 20.0);
+    let recordings = super::sine_recordings(
+        args.sine_reference.as_deref(),
+        device.as_ref(),
+        gain,
+        &tones,
+        fs,
+    )?;
     // A container without a chosen submodel: every submodel in turn.
     let models = super::chosen_submodels(&model, &args.slim, &args.model)?;
     let mut summaries = Vec::new();
@@ -142,7 +186,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             measure_grid(&args, &mut model, fs, opts, &tones, points)?;
             continue;
         }
-        if let Some(mut v) = measure_one(&args, &mut model, fs, opts, &tones, convention, out)? {
+        let run = Measurement {
+            fs,
+            opts,
+            tones: &tones,
+            recordings: recordings.as_deref(),
+            convention,
+        };
+        if let Some(mut v) = measure_one(&args, &mut model, &run, out)? {
             if label.is_some() {
                 v["submodel"] = model.active.into();
                 v["max_value"] = model.submodels[model.active].max_value.into();
@@ -161,25 +212,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `measure` of one network; with `--json` the summary is returned instead of printed.
+/// What one `measure` run measures on.
+struct Measurement<'a> {
+    fs: f64,
+    opts: RunOptions,
+    tones: &'a [crate::dsp::tones::EvalTone],
+    /// The sine set through the device (for the -R metrics).
+    recordings: Option<&'a [Vec<f64>]>,
+    convention: Convention,
+}
+
 fn measure_one(
     args: &Args,
     model: &mut ModelFile,
-    fs: f64,
-    opts: RunOptions,
-    tones: &[crate::dsp::tones::EvalTone],
-    convention: Convention,
+    run: &Measurement,
     out: Option<PathBuf>,
 ) -> anyhow::Result<Option<serde_json::Value>> {
+    let Measurement {
+        fs,
+        opts,
+        tones,
+        recordings,
+        convention,
+    } = *run;
     super::apply_knobs(model, &args.knobs.knobs, &args.model)?;
     let paper = convention == Convention::Paper;
     let pb = progress_bar(tones.len() * if paper { 2 } else { 1 }, "sine set");
     let t0 = Instant::now();
     let progress = |k: usize| pb.set_position(k as u64);
     let (report, table) = if paper {
-        let (t, r) = measure_table1(&model.network, fs, convention, tones, true, &progress)?;
+        let (t, r) = measure_table1(
+            &model.network,
+            fs,
+            convention,
+            tones,
+            recordings,
+            true,
+            &progress,
+        )?;
         (r, Some(t))
     } else {
-        let r = measure_tones(&model.network, fs, opts, None, tones, &progress)?;
+        let r =
+            measure_tones_against(&model.network, fs, opts, None, tones, recordings, &progress)?;
         (r, None)
     };
     pb.finish_and_clear();
@@ -211,6 +285,24 @@ fn measure_one(
     println!("  metric   mean of linear      mean of dB   (dB, w.r.t. the alias-free output)");
     print_row("ESR-S", report.esr_s.mean_linear_db, report.esr_s.mean_db);
     print_row("NMR-S", report.nmr_s.mean_linear_db, report.nmr_s.mean_db);
+    for (n, a) in [
+        ("ESR-R", report.esr_r),
+        ("NMR-R", report.nmr_r),
+        ("HESR-R", report.hesr_r),
+    ] {
+        if let Some(a) = a {
+            print_row(n, a.mean_linear_db, a.mean_db);
+        }
+    }
+    if report.esr_r.is_some() {
+        println!(
+            "  (-R: against {})",
+            match &args.device {
+                Some(d) => format!("the {d} device"),
+                None => "the sine-set recording".into(),
+            }
+        );
+    }
     let audible: Vec<_> = report
         .tones
         .iter()

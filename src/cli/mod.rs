@@ -259,3 +259,34 @@ pub(crate) fn apply_knobs(
 pub(crate) fn notice(msg: &str) {
     eprintln!("note: {msg}");
 }
+
+/// The sine set's -R reference: a recording of the whole set (`--sine-reference`, scaled by
+/// `gain`, split into its tones) or the tones rendered through a reference `device`; `None`
+/// when neither is given.
+pub(crate) fn sine_recordings(
+    sine_reference: Option<&std::path::Path>,
+    device: Option<&crate::device::Device>,
+    gain: f64,
+    tones: &[crate::dsp::tones::EvalTone],
+    fs: f64,
+) -> anyhow::Result<Option<Vec<Vec<f64>>>> {
+    if let Some(p) = sine_reference {
+        let a = crate::audio::read_mono(p, None)?;
+        if a.sample_rate as f64 != fs {
+            anyhow::bail!(
+                "{} is at {} Hz but the model runs at {fs} Hz",
+                p.display(),
+                a.sample_rate
+            );
+        }
+        let x: Vec<f64> = a.samples.iter().map(|v| v * gain).collect();
+        return Ok(Some(
+            crate::eval::sine_set::split_recording(&x, fs, tones.len())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        ));
+    }
+    Ok(match device {
+        Some(d) => Some(crate::eval::sine_set::device_recordings(d, tones, fs)?),
+        None => None,
+    })
+}

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use super::measure::progress_bar;
 use crate::eval::html::{html_report, ReportInputs};
 use crate::eval::plots::TrainingCurve;
-use crate::eval::sine_set::{compare_sine_set, RunOptions};
+use crate::eval::sine_set::{compare_sine_set_with, RunOptions, SineReference};
 
 /// Arguments of `dealias report`.
 #[derive(Debug, clap::Args)]
@@ -23,8 +23,8 @@ pub struct Args {
     /// The HTML file to write (default: STUDENT.report.html).
     #[arg(short, long, value_name = "REPORT.html")]
     pub output: Option<PathBuf>,
-    /// The reference device the teacher models (see `dealias device list`), for its spectrum
-    /// and sweep.
+    /// The reference device the teacher models (see `dealias device list`): its spectrum,
+    /// sweep and clips, and the -R columns and G+B metrics against it.
     #[arg(long, value_name = "NAME")]
     pub device: Option<String>,
     /// Sample rate for model files that state none (default: their format's standard rate).
@@ -75,15 +75,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let tones = super::measure::tones_at(&args.level)?;
     let opts = RunOptions::default();
-    super::measure::check_memory(fs, opts, tones.len(), 2)?;
+    super::measure::check_memory(fs, opts, tones.len(), 2 + device.is_some() as usize)?;
     let pb = progress_bar(tones.len(), "sine set");
     let progress = |k: usize| pb.set_position(k as u64);
-    let (rt, rs) = compare_sine_set(
+    let recordings = super::sine_recordings(None, device.as_ref(), 1.0, &tones, fs)?;
+    let reference = match &recordings {
+        Some(r) => SineReference::Recordings(r),
+        None => SineReference::None,
+    };
+    let (rt, rs) = compare_sine_set_with(
         &teacher.network,
         &student.network,
         fs,
         opts,
         &tones,
+        reference,
         &progress,
     )?;
     pb.finish_and_clear();
@@ -109,9 +115,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// The HTML report of a `finetune` run (written beside its output model, before it).
 pub(crate) fn finetune_html(
     model: &Path,
-    teacher: &crate::Network,
-    student: &crate::Network,
+    (teacher, student): (&crate::Network, &crate::Network),
     fs: f64,
+    device: Option<&crate::device::Device>,
     summary: &crate::eval::summary::Summary,
     report_json: &serde_json::Value,
     output: &Path,
@@ -123,7 +129,7 @@ pub(crate) fn finetune_html(
         teacher,
         student,
         sine_set: (&summary.reports.0, &summary.reports.1),
-        device: None,
+        device,
         curves: &curves_from_report(report_json),
     })
 }

@@ -58,6 +58,29 @@ pub fn training_signal(fs: f64, seconds: f64, seed: u64) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Seed of the built-in test clips: fixed, and not a seed `dealias train` uses by default, so
+/// the clips are notes the built-in models were not trained on.
+const TEST_CLIP_SEED: u64 = 23_943;
+/// Length of each built-in test clip, seconds.
+pub const TEST_CLIP_SECONDS: f64 = 5.0;
+
+/// The built-in guitar-and-bass test clips for the G+B metrics when no recording is given
+/// (paper sec. 2.6 uses a guitar and a bass DI clip): `("guitar", …)`, 5 s of plucked single
+/// notes and chords E2–E6, and `("bass", …)`, 5 s of plucked bass notes E1–G3, at `fs` Hz,
+/// the same for every call (peaks -30 to -3 dBFS, as the training signal's plucks).
+pub fn test_clips(fs: f64) -> Result<[(&'static str, Vec<f64>); 2]> {
+    if !(16_000.0..=384_000.0).contains(&fs) {
+        return Err(Error::InvalidArgument(format!(
+            "the built-in test clips are made at 16..=384 kHz, not {fs} Hz"
+        )));
+    }
+    let n = (TEST_CLIP_SECONDS * fs).round() as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(TEST_CLIP_SEED);
+    let guitar = plucks(fs, n, &GUITAR, &mut rng);
+    let bass = plucks(fs, n, &BASS, &mut rng);
+    Ok([("guitar", guitar), ("bass", bass)])
+}
+
 /// Exponential sweeps of 2 s (the last one shorter) at random levels.
 fn sweeps(fs: f64, n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let (f1, f2) = (20.0, (0.45 * fs).min(20_000.0));
@@ -264,6 +287,23 @@ mod tests {
         assert!(rms.iter().any(|&r| r > 0.0 && r < db(-40.0)));
         assert!(rms.iter().any(|&r| r > db(-12.0)));
         assert!(training_signal(fs, 1.0, 1).is_err());
+    }
+
+    /// The test clips are fixed, of their stated length, not silent, below full scale, and
+    /// not a part of the default training signal (seed 1), whose plucks start at 35 %.
+    #[test]
+    fn test_clips_are_fixed_and_playable() {
+        let fs = 44_100.0;
+        let a = test_clips(fs).unwrap();
+        assert_eq!(a, test_clips(fs).unwrap());
+        let train = training_signal(fs, 60.0, 1).unwrap();
+        for (name, x) in &a {
+            assert_eq!(x.len(), 220_500, "{name}");
+            let peak = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(peak > db(-20.0) && peak < 1.0, "{name}: peak {peak}");
+            assert!(!train.windows(64).take(10_000).any(|w| w == &x[..64]));
+        }
+        assert!(test_clips(8_000.0).is_err());
     }
 
     /// A Karplus–Strong string sounds at its f0: the strongest spectral peak of a 1 s note

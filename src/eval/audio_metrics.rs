@@ -66,6 +66,23 @@ pub struct Clip {
     pub reference: Option<Vec<f64>>,
 }
 
+/// The built-in guitar and bass clips ([`crate::dsp::training_signal::test_clips`]) at `fs`,
+/// rendered through `device` when given (the reference), as the G+B set when the user gives
+/// no recordings. Returns the clips and their names.
+pub fn builtin_clips(
+    fs: f64,
+    device: Option<&crate::device::Device>,
+) -> Result<(Vec<Clip>, Vec<&'static str>)> {
+    let mut clips = Vec::new();
+    let mut names = Vec::new();
+    for (name, input) in crate::dsp::training_signal::test_clips(fs)? {
+        let reference = device.map(|d| d.render(&input, fs)).transpose()?;
+        clips.push(Clip { input, reference });
+        names.push(name);
+    }
+    Ok((clips, names))
+}
+
 /// The G+B metrics of a teacher and its student on the same clips.
 #[derive(Clone, Debug)]
 pub struct ClipComparison {

@@ -2,7 +2,8 @@
 //! Table 1 row, the spectra of the 2394.3 Hz tone (Figs. 2–3), NMR-S and HESR-T against f0 per
 //! level with the -10 dB line (Fig. 4), sine-sweep spectrograms of teacher, student and the
 //! teacher at 2x oversampling (Fig. 5), the training curves, and audio players with the sweep
-//! through each.
+//! and the built-in guitar and bass clips through each (and the device when it is known), with
+//! the G+B columns on those clips.
 //!
 //! One file, nothing loaded from anywhere: figures are inline SVG (plotters) or PNG data URIs
 //! (spectrograms), audio is WAV data URIs, and a Content-Security-Policy forbids every other
@@ -13,10 +14,12 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
+use super::audio_metrics::{audio_metrics, builtin_clips, AudioMetrics};
 use super::oversample::process_oversampled;
 use super::plots::{
     draw_metric_vs_f0, draw_spectrum, draw_training_curves, spectrum_db, TrainingCurve, SIZE,
 };
+use super::report::db;
 use super::sine_set::{spectrum_tone_output, RunOptions, SineSetReport, SPECTRUM_TONE};
 use crate::dsp::stft::Stft;
 use crate::dsp::tones::eval_tone_len;
@@ -290,6 +293,37 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
         ));
     }
 
+    // The built-in guitar and bass clips through each, for listening and the G+B columns.
+    let (clips, names) = builtin_clips(fs, r.device)?;
+    let mut clip_renders: Vec<(&str, Vec<(String, Vec<f64>)>)> = Vec::new();
+    for (clip, name) in clips.iter().zip(&names) {
+        let mut renders = vec![
+            ("teacher".to_string(), r.teacher.process::<f64>(&clip.input)),
+            ("student".to_string(), r.student.process::<f64>(&clip.input)),
+        ];
+        if let (Some(d), Some(y)) = (r.device, &clip.reference) {
+            renders.push((format!("reference ({})", d.name), y.clone()));
+        }
+        clip_renders.push((name, renders));
+    }
+    let against = match r.device {
+        Some(d) => format!("the {} device", d.name),
+        None => "the teacher's output".to_string(),
+    };
+    let clips_label = format!("the built-in {} clips", names.join(" and "));
+    let gb: Vec<AudioMetrics> = (0..2)
+        .map(|m| {
+            let pairs: Vec<(&[f64], &[f64])> = clip_renders
+                .iter()
+                .map(|(_, rs)| {
+                    let reference = rs.get(2).unwrap_or(&rs[0]);
+                    (rs[m].1.as_slice(), reference.1.as_slice())
+                })
+                .collect();
+            audio_metrics(fs, &pairs)
+        })
+        .collect::<Result<_>>()?;
+
     let mut h = String::new();
     let _ = write!(
         h,
@@ -300,13 +334,38 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
          <h1>{t}</h1>\n",
         t = escape(r.title)
     );
-    // The Table 1 row.
-    h.push_str("<h2>Table 1 row (sine set, 10 log10 of the mean of linear values, dB)</h2>\n<table>\n<tr><th>model</th><th>ESR-T</th><th>NMR-T</th><th>HESR-T</th><th>ESR-S</th><th>NMR-S</th></tr>\n");
-    for (name, rep) in [("teacher", rt), ("student", rs)] {
+    // The Table 1 row: G+B on the clips, -R when a reference is known, -T, -S.
+    let with_r = rt.esr_r.is_some();
+    let _ = writeln!(
+        h,
+        "<h2>Table 1 row (dB; sine set: 10 log10 of the mean of linear values over the tones; \
+         G+B: {}, against {})</h2>\n<table>\n<tr><th>model</th><th>G+B ESR</th><th>G+B MRSL</th>{}\
+         <th>ESR-T</th><th>NMR-T</th><th>HESR-T</th><th>ESR-S</th><th>NMR-S</th></tr>",
+        escape(&clips_label),
+        escape(&against),
+        if with_r {
+            "<th>ESR-R</th><th>NMR-R</th><th>HESR-R</th>"
+        } else {
+            ""
+        }
+    );
+    for ((name, rep), gb) in [("teacher", rt), ("student", rs)].into_iter().zip(&gb) {
         let m = |a: Option<crate::loss::metrics::Aggregate>| fmt_db(a.map(|a| a.mean_linear_db));
+        let r_cells = if with_r {
+            format!(
+                "<td>{}</td><td>{}</td><td>{}</td>",
+                m(rep.esr_r),
+                m(rep.nmr_r),
+                m(rep.hesr_r)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             h,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{name}</td><td>{}</td><td>{}</td>{r_cells}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            fmt_db(Some(db(gb.esr))),
+            fmt_db(Some(db(gb.mrsl))),
             m(rep.esr_t),
             m(rep.nmr_t),
             m(rep.hesr_t),
@@ -330,6 +389,17 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
             escape(label),
             base64(&wav_bytes(y, fs)?)
         );
+    }
+    for (clip, renders) in &clip_renders {
+        let _ = writeln!(h, "<h2>Listen: the built-in {clip} clip</h2>");
+        for (label, y) in renders {
+            let _ = writeln!(
+                h,
+                "<p>{}<br><audio controls preload=\"none\" src=\"data:audio/wav;base64,{}\"></audio></p>",
+                escape(label),
+                base64(&wav_bytes(y, fs)?)
+            );
+        }
     }
     h.push_str("<script>\n");
     h.push_str(SCRIPT_TAIL);

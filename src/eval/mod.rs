@@ -23,7 +23,7 @@ pub use crate::dsp::a_weighting::AWeighting;
 pub use audio_metrics::{audio_metrics, AudioMetrics};
 pub use sine_set::{
     analyze_tone, compare_sine_set, compare_sine_set_with, measure_sine_set, measure_tones,
-    Playback, RunOptions, SineReference, SineSetReport, ToneResult,
+    measure_tones_against, Playback, RunOptions, SineReference, SineSetReport, ToneResult,
 };
 pub use table1::{compare_table1, measure_table1, Convention, Table1};
 

@@ -117,7 +117,8 @@ pub fn tone_json(t: &ToneResult) -> Value {
 
 /// The `measure --json` summary: `convention`, `esr_s_db`, `nmr_s_db` (10 log10 of the mean
 /// of linear values over all tones), `esr_s_mean_db`, `nmr_s_mean_db` (mean of per-tone dB),
-/// `tones`, plus context; under the paper convention also `table1` ([`Table1::to_json`]).
+/// `tones`, plus context; with a reference `esr_r_db`, `nmr_r_db`, `hesr_r_db` (and `*_mean_db`);
+/// under the paper convention also `table1` ([`Table1::to_json`]).
 pub fn measure_json(
     report: &SineSetReport,
     model: &str,
@@ -138,6 +139,16 @@ pub fn measure_json(
         "aggregation": "*_db: 10*log10(mean over tones of the linear ratio); *_mean_db: mean over tones of 10*log10(ratio)",
         "tones": report.tones.iter().map(tone_json).collect::<Vec<_>>(),
     });
+    for (key, a) in [
+        ("esr_r", report.esr_r),
+        ("nmr_r", report.nmr_r),
+        ("hesr_r", report.hesr_r),
+    ] {
+        if let Some(a) = a {
+            v[format!("{key}_db")] = numr(a.mean_linear_db);
+            v[format!("{key}_mean_db")] = numr(a.mean_db);
+        }
+    }
     if let Some(t) = table {
         v["table1"] = t.to_json();
     }

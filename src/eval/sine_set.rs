@@ -180,6 +180,12 @@ pub struct SineSetReport {
     pub nmr_t: Option<Aggregate>,
     /// HESR-T aggregate (with a teacher).
     pub hesr_t: Option<Aggregate>,
+    /// ESR-R aggregate (with a reference: the device's recordings, or the teacher as it is).
+    pub esr_r: Option<Aggregate>,
+    /// NMR-R aggregate (with a reference).
+    pub nmr_r: Option<Aggregate>,
+    /// HESR-R aggregate (with a reference).
+    pub hesr_r: Option<Aggregate>,
 }
 
 impl SineSetReport {
@@ -201,6 +207,9 @@ impl SineSetReport {
             esr_t: agg(&|m| m.esr_t),
             nmr_t: agg(&|m| m.nmr_t),
             hesr_t: agg(&|m| m.hesr_t),
+            esr_r: agg(&|m| m.esr_r),
+            nmr_r: agg(&|m| m.nmr_r),
+            hesr_r: agg(&|m| m.hesr_r),
             tones,
         })
     }
@@ -233,11 +242,36 @@ pub fn measure_tones(
     tones: &[EvalTone],
     progress: Progress,
 ) -> Result<SineSetReport> {
+    measure_tones_against(net, fs, opts, teacher, tones, None, progress)
+}
+
+/// [`measure_tones`] with the -R metrics (ESR-R, NMR-R, HESR-R) against `recordings` of the
+/// same tones through the device the model imitates (one per tone, in the order of `tones`;
+/// e.g. [`device_recordings`]).
+pub fn measure_tones_against(
+    net: &Network,
+    fs: f64,
+    opts: RunOptions,
+    teacher: Option<&Network>,
+    tones: &[EvalTone],
+    recordings: Option<&[Vec<f64>]>,
+    progress: Progress,
+) -> Result<SineSetReport> {
+    if let Some(r) = recordings {
+        if r.len() != tones.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} reference recordings for {} tones",
+                r.len(),
+                tones.len()
+            )));
+        }
+    }
     check_memory(fs, opts, tones.len(), 1 + teacher.is_some() as usize)?;
     let an = SineSetAnalyzer::with_nmr_gain(fs, opts.nmr_gain)?;
     let done = AtomicUsize::new(0);
     let mut results = Vec::with_capacity(tones.len());
-    for chunk in tones.chunks(tones_at_once(tones.len(), opts)) {
+    let at_once = tones_at_once(tones.len(), opts);
+    for (ci, chunk) in tones.chunks(at_once).enumerate() {
         let ys = run_tones(net, chunk, fs, opts)?;
         let yts = teacher.map(|t| run_tones(t, chunk, fs, opts)).transpose()?;
         let part = chunk
@@ -249,7 +283,12 @@ pub fn measure_tones(
                     Some(yts) => Some(an.analyse_tone(&yts[i], t.tone.f0)?),
                     None => None,
                 };
-                let r = tone_result(&an, &a, at.as_ref())?;
+                let mut r = tone_result(&an, &a, at.as_ref())?;
+                if let Some(rec) = recordings {
+                    let reference = an.analyse_tone(&rec[ci * at_once + i], t.tone.f0)?;
+                    let raw = an.raw_reference(&reference)?;
+                    an.add_reference_metrics(&mut r.metrics, &a, &reference, &raw)?;
+                }
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                 Ok(r.with(*t))
             })

@@ -7,8 +7,14 @@
 
 use serde_json::{json, Value};
 
-use super::sine_set::{compare_sine_set, no_progress, RunOptions, SineReference, SineSetReport};
+use super::report::{db, num};
+
+use super::audio_metrics::{builtin_clips, compare_on_clips, AudioMetrics};
+use super::sine_set::{
+    compare_sine_set_with, device_recordings, no_progress, RunOptions, SineReference, SineSetReport,
+};
 use super::table1::{compare_table1, Convention, Table1};
+use crate::device::Device;
 use crate::dsp::tones::eval_sine_set;
 use crate::loss::metrics::Aggregate;
 use crate::models::Network;
@@ -23,7 +29,18 @@ pub struct SelfMetrics {
     pub nmr_s_db: f64,
 }
 
-/// Teacher and student on the evaluation sine set.
+/// The G+B metrics of teacher and student on audio clips.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipMetrics {
+    pub teacher: AudioMetrics,
+    pub student: AudioMetrics,
+    /// The clips, in words (e.g. "the built-in guitar and bass clips").
+    pub clips: String,
+    /// What the metrics are against: "the teacher's output" or "the device".
+    pub against: String,
+}
+
+/// Teacher and student on the evaluation sine set and on the G+B clips.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     pub teacher: SelfMetrics,
@@ -33,9 +50,15 @@ pub struct Summary {
     pub hesr_t: Aggregate,
     /// `esr_t.mean_linear_db`.
     pub esr_t_db: f64,
-    /// Both rows under the paper's convention (without the oversampled columns).
+    /// G+B ESR and MRSL on the built-in clips (or the given ones).
+    pub audio: ClipMetrics,
+    /// The device the -R metrics are against, when known.
+    pub device: Option<String>,
+    /// Both rows under the paper's convention (without the oversampled columns), with the G+B
+    /// columns, and the -R columns against the device (without one, against the teacher).
     pub paper: Table1,
-    /// The per-tone results of teacher and student (the student's with the -T metrics).
+    /// The per-tone results of teacher and student (the student's with the -T metrics, both
+    /// with the -R metrics when a device is known).
     pub reports: (SineSetReport, SineSetReport),
 }
 
@@ -47,26 +70,70 @@ fn self_metrics(r: &SineSetReport) -> SelfMetrics {
     }
 }
 
-/// Measures teacher and student at sample rate `fs` on the whole evaluation sine set.
+/// Measures teacher and student at sample rate `fs` on the whole evaluation sine set and on
+/// the built-in guitar and bass clips, against the teacher ([`before_after_with`] adds a
+/// reference device).
 pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Summary> {
-    let (t, s) = compare_sine_set(
+    before_after_with(teacher, student, fs, None)
+}
+
+/// [`before_after`] with the device the teacher models: the sine set and the clips rendered
+/// through it are the reference of the -R metrics and of the G+B metrics (Table 1's full row).
+pub fn before_after_with(
+    teacher: &Network,
+    student: &Network,
+    fs: f64,
+    device: Option<&Device>,
+) -> Result<Summary> {
+    let tones = eval_sine_set();
+    let recordings = device
+        .map(|d| device_recordings(d, &tones, fs))
+        .transpose()?;
+    let reference = match &recordings {
+        Some(r) => SineReference::Recordings(r),
+        None => SineReference::None,
+    };
+    let (t, s) = compare_sine_set_with(
         teacher,
         student,
         fs,
         RunOptions::default(),
-        &eval_sine_set(),
+        &tones,
+        reference,
         &no_progress,
     )?;
-    let (paper, _, _) = compare_table1(
+    // The paper's convention plays its tones with an input noise floor: the device's
+    // recordings of clean tones stand for the device there (its own noise is not modelled).
+    let paper_reference = match &recordings {
+        Some(r) => SineReference::Recordings(r),
+        None => SineReference::Teacher,
+    };
+    let (mut paper, _, _) = compare_table1(
         teacher,
         student,
         fs,
         Convention::Paper,
-        &eval_sine_set(),
-        SineReference::Teacher,
+        &tones,
+        paper_reference,
         false,
         &no_progress,
     )?;
+    let (clips, names) = builtin_clips(fs, device)?;
+    let cmp = compare_on_clips(teacher, student, fs, RunOptions::default(), &clips)?;
+    paper.add_audio(&cmp.teacher, &cmp.student);
+    let audio = ClipMetrics {
+        teacher: cmp.teacher,
+        student: cmp.student,
+        clips: format!(
+            "the built-in {} clips ({} s each)",
+            names.join(" and "),
+            crate::dsp::training_signal::TEST_CLIP_SECONDS
+        ),
+        against: match device {
+            Some(d) => format!("the {} device", d.name),
+            None => "the teacher's output".into(),
+        },
+    };
     let missing = || crate::Error::InvalidArgument("teacher metrics missing".into());
     let esr_t = s.esr_t.ok_or_else(missing)?;
     Ok(Summary {
@@ -76,9 +143,32 @@ pub fn before_after(teacher: &Network, student: &Network, fs: f64) -> Result<Sum
         nmr_t: s.nmr_t.ok_or_else(missing)?,
         hesr_t: s.hesr_t.ok_or_else(missing)?,
         esr_t_db: esr_t.mean_linear_db,
+        audio,
+        device: device.map(|d| d.name.to_string()),
         paper,
         reports: (t, s),
     })
+}
+
+/// `-inf` for a ratio of zero (the teacher against itself), one decimal otherwise.
+fn fmt_db(v: f64) -> String {
+    if v == f64::NEG_INFINITY {
+        "-inf".into()
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The -R aggregates of a report as JSON (`null` without a reference).
+fn reference_json(r: &SineSetReport) -> Value {
+    match (r.esr_r, r.nmr_r, r.hesr_r) {
+        (Some(e), Some(n), Some(h)) => json!({
+            "esr_r_db": num(e.mean_linear_db), "esr_r_mean_db": num(e.mean_db),
+            "nmr_r_db": num(n.mean_linear_db), "nmr_r_mean_db": num(n.mean_db),
+            "hesr_r_db": num(h.mean_linear_db), "hesr_r_mean_db": num(h.mean_db),
+        }),
+        _ => Value::Null,
+    }
 }
 
 impl Summary {
@@ -111,6 +201,38 @@ impl Summary {
             c(&self.hesr_t)
         ));
         s.push('\n');
+        if let Some(d) = &self.device {
+            s.push_str(&format!(
+                "against the {d} device (-R), convention spec, dB: 10·log10(mean of linear) (mean of per-tone dB)\n"
+            ));
+            s.push_str(&format!(
+                "{:<8} {:>16} {:>16} {:>16}\n",
+                "role", "ESR-R", "NMR-R", "HESR-R"
+            ));
+            for (role, r) in [("teacher", &self.reports.0), ("student", &self.reports.1)] {
+                let cell = |a: Option<Aggregate>| a.map_or(dash.clone(), |a| c(&a));
+                s.push_str(&format!(
+                    "{role:<8} {} {} {}\n",
+                    cell(r.esr_r),
+                    cell(r.nmr_r),
+                    cell(r.hesr_r)
+                ));
+            }
+        }
+        s.push_str(&format!(
+            "G+B on {}, against {}, dB\n{:<8} {:>16} {:>16}\n",
+            self.audio.clips, self.audio.against, "role", "ESR (A-weighted)", "MRSL"
+        ));
+        for (role, a) in [
+            ("teacher", &self.audio.teacher),
+            ("student", &self.audio.student),
+        ] {
+            s.push_str(&format!(
+                "{role:<8} {:>16} {:>16}\n",
+                fmt_db(db(a.esr)),
+                fmt_db(db(a.mrsl))
+            ));
+        }
         s.push_str(&self.paper.text());
         s
     }
@@ -131,6 +253,16 @@ impl Summary {
             "esr_t_db": self.esr_t.mean_linear_db, "esr_t_mean_db": self.esr_t.mean_db,
             "nmr_t_db": self.nmr_t.mean_linear_db, "nmr_t_mean_db": self.nmr_t.mean_db,
             "hesr_t_db": self.hesr_t.mean_linear_db, "hesr_t_mean_db": self.hesr_t.mean_db,
+            "gb": {
+                "clips": self.audio.clips, "against": self.audio.against,
+                "teacher": {"esr_db": num(db(self.audio.teacher.esr)), "mrsl_db": num(db(self.audio.teacher.mrsl))},
+                "student": {"esr_db": num(db(self.audio.student.esr)), "mrsl_db": num(db(self.audio.student.mrsl))},
+            },
+            "reference_device": self.device,
+            "reference": {
+                "teacher": reference_json(&self.reports.0),
+                "student": reference_json(&self.reports.1),
+            },
             "convention": Convention::Spec.name(),
             "conditions": Convention::Spec.description(),
             "paper_convention": self.paper.to_json(),

@@ -41,8 +41,8 @@ use serde_json::{json, Map, Value};
 use super::audio_metrics::AudioMetrics;
 use super::report::{db, numr as num};
 use super::sine_set::{
-    compare_sine_set_with, measure_tones, Playback, Progress, RunOptions, SineReference,
-    SineSetReport, ToneResult,
+    compare_sine_set_with, measure_tones, measure_tones_against, Playback, Progress, RunOptions,
+    SineReference, SineSetReport, ToneResult,
 };
 use crate::dsp::tones::{EvalTone, InputNoise};
 use crate::loss::metrics::ToneMetrics;
@@ -438,19 +438,21 @@ fn offset(progress: Progress<'_>, k: usize) -> impl Fn(usize) + Sync + '_ {
     move |n| progress(k + n)
 }
 
-/// Table 1's self columns of one model under `convention`: ESR-S and NMR-S, and with `os2`
-/// ESR-S-OS2 and NMR-S-OS2 (the model run 2x oversampled, sec. 4.4). `progress` counts the
-/// tones of both runs. Returns the table and the native-rate report.
+/// Table 1's self columns of one model under `convention`: ESR-S and NMR-S, with
+/// `recordings` of the tones through the device the -R columns, and with `os2` ESR-S-OS2 and
+/// NMR-S-OS2 (the model run 2x oversampled, sec. 4.4). `progress` counts the tones of both
+/// runs. Returns the table and the native-rate report.
 pub fn measure_table1(
     net: &Network,
     fs: f64,
     convention: Convention,
     tones: &[EvalTone],
+    recordings: Option<&[Vec<f64>]>,
     os2: bool,
     progress: Progress,
 ) -> Result<(Table1, SineSetReport)> {
     let opts = convention.run_options();
-    let r = measure_tones(net, fs, opts, None, tones, progress)?;
+    let r = measure_tones_against(net, fs, opts, None, tones, recordings, progress)?;
     let mut row = Row::new("model");
     row.add_report(&r, false);
     if os2 {
@@ -463,7 +465,7 @@ pub fn measure_table1(
             convention,
             fs,
             tones: tones.len(),
-            reference: None,
+            reference: recordings.map(|_| "the device recordings".to_string()),
             rows: vec![row],
         },
         r,

@@ -18,6 +18,8 @@ pub struct EmbeddedModel {
     pub file_name: &'static str,
     /// One line about it.
     pub description: &'static str,
+    /// The reference device it imitates (`dealias device list`).
+    pub device: &'static str,
     bytes: &'static [u8],
 }
 
@@ -27,12 +29,14 @@ pub const EMBEDDED_MODELS: [EmbeddedModel; 2] = [
         name: "lstm",
         file_name: "dealias-diode-clipper-lstm40.json",
         description: "GuitarML LSTM-40 of the diode-clipper device (44.1 kHz)",
+        device: "diode-clipper",
         bytes: include_bytes!("../../assets/models/dealias-diode-clipper-lstm40.json"),
     },
     EmbeddedModel {
         name: "wavenet",
         file_name: "dealias-diode-clipper-wavenet.nam",
         description: "NAM standard WaveNet of the diode-clipper device (48 kHz)",
+        device: "diode-clipper",
         bytes: include_bytes!("../../assets/models/dealias-diode-clipper-wavenet.nam"),
     },
 ];

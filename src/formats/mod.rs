@@ -372,7 +372,7 @@ pub fn save_model(model: &ModelFile, path: &Path) -> Result<()> {
 /// loaded from. When weights changed, a `"dealias"` note (the crate version, the number of
 /// changed values and `note`, if given) is added to the metadata: under `metadata` for `.nam`
 /// files, as a top-level key for GuitarML files (the plugins read only `model_data` and
-/// `state_dict`).
+/// `state_dict`); a record already there (the file came from dealias) moves under `previous`.
 pub fn save_model_with_note(model: &ModelFile, path: &Path, note: Option<Value>) -> Result<()> {
     if let Some(src) = &model.path {
         crate::io::ensure_distinct(src, path)?;
@@ -459,7 +459,9 @@ pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
         record.insert("note".into(), n);
     }
     let top = doc.as_object_mut().expect("parsed documents are objects");
-    match src.format {
+    // The plugins read only their own keys; AIDA-X shows `metadata` strings, so the record
+    // goes to the top level for the JSON formats.
+    let home = match src.format {
         Format::Nam => {
             let md = top
                 .entry("metadata")
@@ -467,16 +469,16 @@ pub fn to_document(model: &ModelFile, note: Option<Value>) -> Result<Value> {
             if !md.is_object() {
                 *md = Value::Object(Default::default());
             }
-            md.as_object_mut()
-                .expect("just made an object")
-                .insert("dealias".into(), Value::Object(record));
+            md.as_object_mut().expect("just made an object")
         }
-        // The plugins read only their own keys; AIDA-X shows `metadata` strings, so the
-        // record goes to the top level there too.
-        Format::GuitarMl | Format::AidaX => {
-            top.insert("dealias".into(), Value::Object(record));
-        }
+        Format::GuitarMl | Format::AidaX => top,
+    };
+    // A file dealias wrote before (trained, fine-tuned) keeps that record under `previous`:
+    // the history of the file is never lost.
+    if let Some(old) = home.remove("dealias") {
+        record.insert("previous".into(), old);
     }
+    home.insert("dealias".into(), Value::Object(record));
     Ok(doc)
 }
 
