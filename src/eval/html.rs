@@ -46,6 +46,9 @@ pub struct ReportInputs<'a> {
     pub curves: &'a TrainingCurve,
 }
 
+/// A labelled output signal (a player, a spectrogram).
+type Render = (String, Vec<f64>);
+
 /// Duration of the sweep, seconds.
 const SWEEP_S: f64 = 3.0;
 /// Peak level of the sweep, dBFS.
@@ -193,7 +196,7 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
 
     // Figs. 2–3: the spectrum of the 2394.3 Hz tone.
     let an = SineSetAnalyzer::new(fs)?;
-    let mut spectra: Vec<(String, Vec<f64>)> = vec![
+    let mut spectra: Vec<Render> = vec![
         (
             "teacher".into(),
             spectrum_tone_output(r.teacher, fs, RunOptions::default())?,
@@ -253,7 +256,7 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
 
     // Fig. 5: sweep spectrograms.
     let sweep = sine_sweep(fs);
-    let mut sweeps: Vec<(String, Vec<f64>)> = vec![
+    let mut sweeps: Vec<Render> = vec![
         ("teacher".into(), r.teacher.process::<f64>(&sweep)),
         ("student".into(), r.student.process::<f64>(&sweep)),
         (
@@ -295,7 +298,7 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
 
     // The built-in guitar and bass clips through each, for listening and the G+B columns.
     let (clips, names) = builtin_clips(fs, r.device)?;
-    let mut clip_renders: Vec<(&str, Vec<(String, Vec<f64>)>)> = Vec::new();
+    let mut clip_renders: Vec<(&str, Vec<Render>)> = Vec::new();
     for (clip, name) in clips.iter().zip(&names) {
         let mut renders = vec![
             ("teacher".to_string(), r.teacher.process::<f64>(&clip.input)),
