@@ -230,13 +230,16 @@ fn compare_one(
 
     // G+B audio: every clip through both models from the initial state; without --audio the
     // built-in guitar and bass clips (through the device when given).
-    let audio: (AudioMetrics, AudioMetrics);
-    let clips_label: String;
+    // (The G+B ESR is A-weighted: without --audio, none below the filter's lowest rate.)
+    let mut audio: Option<(AudioMetrics, AudioMetrics)> = None;
+    let mut clips_label = String::new();
     if args.audio.is_empty() {
-        let (clips, names) = builtin_clips(fs, device.as_ref())?;
-        let cmp = compare_on_clips(&teacher.network, &student.network, fs, opts, &clips)?;
-        audio = (cmp.teacher, cmp.student);
-        clips_label = format!("the built-in {} clips", names.join(" and "));
+        if fs >= crate::dsp::a_weighting::MIN_RATE {
+            let (clips, names) = builtin_clips(fs, device.as_ref())?;
+            let cmp = compare_on_clips(&teacher.network, &student.network, fs, opts, &clips)?;
+            audio = Some((cmp.teacher, cmp.student));
+            clips_label = format!("the built-in {} clips", names.join(" and "));
+        }
     } else {
         let mut clips = Vec::new();
         for (i, p) in args.audio.iter().enumerate() {
@@ -273,7 +276,7 @@ fn compare_one(
                 rn.min(xn)
             ));
         }
-        audio = (cmp.teacher, cmp.student);
+        audio = Some((cmp.teacher, cmp.student));
         clips_label = format!("{} --audio clip(s)", args.audio.len());
     }
     let against = if !args.reference.is_empty() {
@@ -284,12 +287,19 @@ fn compare_one(
         "the teacher's output".to_string()
     };
 
-    let (at, as_) = (Some(&audio.0), Some(&audio.1));
+    let (at, as_) = match &audio {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     if let Some(t) = &mut table {
-        t.add_audio(&audio.0, &audio.1);
+        if let Some((a, b)) = &audio {
+            t.add_audio(a, b);
+        }
         let mut v = t.to_json();
-        v["gb_clips"] = json!(clips_label);
-        v["gb_against"] = json!(against);
+        if audio.is_some() {
+            v["gb_clips"] = json!(clips_label);
+            v["gb_against"] = json!(against);
+        }
         v["teacher"] = json!(args.teacher.display().to_string());
         v["student"] = json!(args.student.display().to_string());
         if args.json {
@@ -301,7 +311,9 @@ fn compare_one(
             args.student.display()
         );
         print!("{}", t.text());
-        println!("  (G+B on {clips_label}, against {against})");
+        if audio.is_some() {
+            println!("  (G+B on {clips_label}, against {against})");
+        }
         return Ok(None);
     }
     let teacher_row = row_json("teacher", &rt, at);
@@ -317,7 +329,9 @@ fn compare_one(
         o.insert("convention".into(), json!(convention.name()));
         o.insert("conditions".into(), json!(convention.description()));
         o.insert("reference".into(), json!(against));
-        o.insert("gb_clips".into(), json!(clips_label));
+        if audio.is_some() {
+            o.insert("gb_clips".into(), json!(clips_label));
+        }
         o.insert(
             "aggregation".into(),
             json!(crate::eval::report::AGGREGATION_LEGEND),
@@ -353,7 +367,10 @@ fn compare_one(
         }
     };
     let with_r = rt.esr_r.is_some();
-    print!("  role     {:>8}{:>8}", "G+B ESR", "MRSL");
+    print!("  role     ");
+    if audio.is_some() {
+        print!("{:>8}{:>8}", "G+B ESR", "MRSL");
+    }
     if with_r {
         print!("{:>8}{:>8}{:>8}", "ESR-R", "NMR-R", "HESR-R");
     }
@@ -384,7 +401,12 @@ fn compare_one(
         );
     }
     println!(
-        "  (dB, convention spec; sine-set columns are 10 log10 of the mean over the tones; G+B on {clips_label}, against {against}{})",
+        "  (dB, convention spec; sine-set columns are 10 log10 of the mean over the tones{}{})",
+        if audio.is_some() {
+            format!("; G+B on {clips_label}, against {against}")
+        } else {
+            String::new()
+        },
         if with_r {
             "; -R against the device's sine set"
         } else {

@@ -19,6 +19,9 @@ use rustfft::num_complex::Complex64;
 
 use crate::{Error, Result};
 
+/// Lowest sample rate of [`AWeighting::new`] (2 x the 12.2 kHz pole, rounded up).
+pub const MIN_RATE: f64 = 24_000.0;
+
 /// Pole frequencies of the analog A-weighting filter in Hz (IEC 61672-1).
 pub const A_WEIGHTING_POLES_HZ: [f64; 4] = [20.598997, 107.65265, 737.86223, 12194.217];
 
@@ -79,7 +82,7 @@ impl AWeighting {
     /// Designs the filter for sample rate `fs` (above 2 x 12.2 kHz, so that every analog pole
     /// maps inside the unit circle meaningfully).
     pub fn new(fs: f64) -> Result<Self> {
-        if !(fs.is_finite() && fs >= 24_000.0) {
+        if !(fs.is_finite() && fs >= MIN_RATE) {
             return Err(Error::InvalidArgument(format!(
                 "A-weighting needs a sample rate of at least 24 kHz, got {fs}"
             )));

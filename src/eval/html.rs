@@ -314,8 +314,12 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
         None => "the teacher's output".to_string(),
     };
     let clips_label = format!("the built-in {} clips", names.join(" and "));
-    let gb: Vec<AudioMetrics> = (0..2)
+    // The G+B ESR is A-weighted: none below the filter's lowest rate.
+    let gb: Vec<Option<AudioMetrics>> = (0..2)
         .map(|m| {
+            if fs < crate::dsp::a_weighting::MIN_RATE {
+                return Ok(None);
+            }
             let pairs: Vec<(&[f64], &[f64])> = clip_renders
                 .iter()
                 .map(|(_, rs)| {
@@ -323,7 +327,7 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
                     (rs[m].1.as_slice(), reference.1.as_slice())
                 })
                 .collect();
-            audio_metrics(fs, &pairs)
+            audio_metrics(fs, &pairs).map(Some)
         })
         .collect::<Result<_>>()?;
 
@@ -367,8 +371,8 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
         let _ = writeln!(
             h,
             "<tr><td>{name}</td><td>{}</td><td>{}</td>{r_cells}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            fmt_db(Some(db(gb.esr))),
-            fmt_db(Some(db(gb.mrsl))),
+            fmt_db(gb.map(|a| db(a.esr))),
+            fmt_db(gb.map(|a| db(a.mrsl))),
             m(rep.esr_t),
             m(rep.nmr_t),
             m(rep.hesr_t),

@@ -50,8 +50,9 @@ pub struct Summary {
     pub hesr_t: Aggregate,
     /// `esr_t.mean_linear_db`.
     pub esr_t_db: f64,
-    /// G+B ESR and MRSL on the built-in clips (or the given ones).
-    pub audio: ClipMetrics,
+    /// G+B ESR and MRSL on the built-in clips (`None` below the A-weighting's lowest rate,
+    /// [`crate::dsp::a_weighting::MIN_RATE`]).
+    pub audio: Option<ClipMetrics>,
     /// The device the -R metrics are against, when known.
     pub device: Option<String>,
     /// Both rows under the paper's convention (without the oversampled columns), with the G+B
@@ -118,21 +119,25 @@ pub fn before_after_with(
         false,
         &no_progress,
     )?;
-    let (clips, names) = builtin_clips(fs, device)?;
-    let cmp = compare_on_clips(teacher, student, fs, RunOptions::default(), &clips)?;
-    paper.add_audio(&cmp.teacher, &cmp.student);
-    let audio = ClipMetrics {
-        teacher: cmp.teacher,
-        student: cmp.student,
-        clips: format!(
-            "the built-in {} clips ({} s each)",
-            names.join(" and "),
-            crate::dsp::training_signal::TEST_CLIP_SECONDS
-        ),
-        against: match device {
-            Some(d) => format!("the {} device", d.name),
-            None => "the teacher's output".into(),
-        },
+    let audio = if fs >= crate::dsp::a_weighting::MIN_RATE {
+        let (clips, names) = builtin_clips(fs, device)?;
+        let cmp = compare_on_clips(teacher, student, fs, RunOptions::default(), &clips)?;
+        paper.add_audio(&cmp.teacher, &cmp.student);
+        Some(ClipMetrics {
+            teacher: cmp.teacher,
+            student: cmp.student,
+            clips: format!(
+                "the built-in {} clips ({} s each)",
+                names.join(" and "),
+                crate::dsp::training_signal::TEST_CLIP_SECONDS
+            ),
+            against: match device {
+                Some(d) => format!("the {} device", d.name),
+                None => "the teacher's output".into(),
+            },
+        })
+    } else {
+        None
     };
     let missing = || crate::Error::InvalidArgument("teacher metrics missing".into());
     let esr_t = s.esr_t.ok_or_else(missing)?;
@@ -219,19 +224,18 @@ impl Summary {
                 ));
             }
         }
-        s.push_str(&format!(
-            "G+B on {}, against {}, dB\n{:<8} {:>16} {:>16}\n",
-            self.audio.clips, self.audio.against, "role", "ESR (A-weighted)", "MRSL"
-        ));
-        for (role, a) in [
-            ("teacher", &self.audio.teacher),
-            ("student", &self.audio.student),
-        ] {
+        if let Some(audio) = &self.audio {
             s.push_str(&format!(
-                "{role:<8} {:>16} {:>16}\n",
-                fmt_db(db(a.esr)),
-                fmt_db(db(a.mrsl))
+                "G+B on {}, against {}, dB\n{:<8} {:>16} {:>16}\n",
+                audio.clips, audio.against, "role", "ESR (A-weighted)", "MRSL"
             ));
+            for (role, a) in [("teacher", &audio.teacher), ("student", &audio.student)] {
+                s.push_str(&format!(
+                    "{role:<8} {:>16} {:>16}\n",
+                    fmt_db(db(a.esr)),
+                    fmt_db(db(a.mrsl))
+                ));
+            }
         }
         s.push_str(&self.paper.text());
         s
@@ -253,11 +257,11 @@ impl Summary {
             "esr_t_db": self.esr_t.mean_linear_db, "esr_t_mean_db": self.esr_t.mean_db,
             "nmr_t_db": self.nmr_t.mean_linear_db, "nmr_t_mean_db": self.nmr_t.mean_db,
             "hesr_t_db": self.hesr_t.mean_linear_db, "hesr_t_mean_db": self.hesr_t.mean_db,
-            "gb": {
-                "clips": self.audio.clips, "against": self.audio.against,
-                "teacher": {"esr_db": num(db(self.audio.teacher.esr)), "mrsl_db": num(db(self.audio.teacher.mrsl))},
-                "student": {"esr_db": num(db(self.audio.student.esr)), "mrsl_db": num(db(self.audio.student.mrsl))},
-            },
+            "gb": self.audio.as_ref().map(|a| json!({
+                "clips": a.clips, "against": a.against,
+                "teacher": {"esr_db": num(db(a.teacher.esr)), "mrsl_db": num(db(a.teacher.mrsl))},
+                "student": {"esr_db": num(db(a.student.esr)), "mrsl_db": num(db(a.student.mrsl))},
+            })),
             "reference_device": self.device,
             "reference": {
                 "teacher": reference_json(&self.reports.0),
