@@ -338,6 +338,8 @@ impl Table1 {
     /// Text as Table 1 prints it (dB, one decimal, `-inf` for a ratio of zero), then the
     /// per-level values of each row.
     pub fn text(&self) -> String {
+        // Room for the longest row label, "  student -36 dBFS".
+        const ROLE_WIDTH: usize = 19;
         let cols = self.columns();
         let f = |v: Option<f64>| match v {
             Some(v) if v.is_finite() => format!("{v:.1}"),
@@ -350,13 +352,13 @@ impl Table1 {
         if let Some(r) = &self.reference {
             s.push_str(&format!("-R columns against {r}\n"));
         }
-        s.push_str(&format!("{:<16}", "role"));
+        s.push_str(&format!("{:<ROLE_WIDTH$}", "role"));
         for c in &cols {
             s.push_str(&format!("{:>w$}", c.label(), w = width(c)));
         }
         s.push('\n');
         for row in &self.rows {
-            s.push_str(&format!("{:<16}", row.role));
+            s.push_str(&format!("{:<ROLE_WIDTH$}", row.role));
             for c in &cols {
                 s.push_str(&format!("{:>w$}", f(row.get(*c)), w = width(c)));
             }
@@ -378,7 +380,10 @@ impl Table1 {
         }
         for row in &self.rows {
             for &l in &levels {
-                s.push_str(&format!("{:<16}", format!("  {} {l} dBFS", row.role)));
+                s.push_str(&format!(
+                    "{:<ROLE_WIDTH$}",
+                    format!("  {} {l} dBFS", row.role)
+                ));
                 for c in &cols {
                     let v = row
                         .cells
