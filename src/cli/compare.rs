@@ -28,17 +28,8 @@ pub struct Args {
     pub audio: Vec<PathBuf>,
     /// Device recordings of the same clips, in the same order (repeatable); without them the
     /// teacher's output is the reference.
-    #[arg(long = "reference", value_name = "REF.wav")]
+    #[arg(long = "reference", value_name = "REF.wav", conflicts_with = "device")]
     pub reference: Vec<PathBuf>,
-    /// Gain in dB applied to the --reference recordings before comparing (e.g. 6.02 for
-    /// recordings stored at half amplitude, as the paper's listening-test files).
-    #[arg(
-        long,
-        value_name = "DB",
-        default_value_t = 0.0,
-        allow_hyphen_values = true
-    )]
-    pub reference_gain_db: f64,
     /// Oversampling factor of both models (2 = the paper's OS2 columns).
     #[arg(long, default_value_t = 1, value_name = "M")]
     pub oversample: usize,
@@ -57,20 +48,13 @@ pub struct Args {
     #[command(flatten)]
     pub slim: super::SlimArgs,
     /// Evaluation convention: `spec` or `paper` (Table 1 as printed, with its -R and 2x
-    /// oversampled columns; see `dealias measure --help`).
+    /// oversampled columns; see `dealias measure --help`). Without --device or
+    /// --sine-reference, `paper` measures -R against the teacher's output, as Table 1 does for
+    /// models without a device.
     #[arg(long, value_enum, default_value_t = ConventionArg::Spec)]
     pub convention: ConventionArg,
-    /// A device recording of the sine set (mono WAV at the models' rate: the tones in the
-    /// order of the set, -36/-18/-6 dBFS then MIDI 21-108, each 1.2 s) for the -R columns;
-    /// --reference-gain-db applies to it. Without it, `--convention paper` measures -R against
-    /// the teacher's output, as Table 1 does for models without a device.
-    #[arg(long, value_name = "REF.wav")]
-    pub sine_reference: Option<PathBuf>,
-    /// The reference device the models imitate (see `dealias device list`, e.g. for the
-    /// built-in models): the sine set and every --audio clip rendered through it give the -R
-    /// columns and the G+B reference.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["sine_reference", "reference"])]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub reference_args: super::ReferenceArgs,
 }
 
 fn agg_db(a: Option<crate::loss::metrics::Aggregate>) -> f64 {
@@ -110,27 +94,12 @@ fn row_json(role: &str, r: &SineSetReport, audio: Option<&AudioMetrics>) -> Valu
     v
 }
 
-/// The `--device`, when given.
-fn reference_device(args: &Args) -> anyhow::Result<Option<crate::device::Device>> {
-    Ok(args
-        .device
-        .as_deref()
-        .map(crate::device::Device::by_name)
-        .transpose()?)
-}
-
 /// Runs `dealias compare`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     super::check::count("--oversample", args.oversample, None)?;
     super::check::rate("--rate", args.rate)?;
-    // Levels beyond ±120 dB are not recordings at a reduced level but a mistake.
-    super::check::in_range(
-        "--reference-gain-db",
-        args.reference_gain_db,
-        -120.0,
-        120.0,
-        " dB",
-    )?;
+    // The gain and the device's name are checked before any model is read.
+    args.reference_args.check()?;
     if !args.reference.is_empty() && args.reference.len() != args.audio.len() {
         bail!(
             "{} --reference files for {} --audio files: give one recording per clip",
@@ -138,8 +107,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.audio.len()
         );
     }
-    // The device's name is checked before any model is read.
-    reference_device(&args)?;
     let (teacher, fs) = super::load_with_rate(&args.teacher, args.rate)?;
     let (student, fs_s) = super::load_with_rate(&args.student, args.rate)?;
     if fs != fs_s {
@@ -201,15 +168,11 @@ fn compare_one(
     let opts: RunOptions = convention.run_options().oversampled(args.oversample);
     let tones = tones_at(&args.level)?;
     super::measure::check_memory(fs, opts, tones.len(), 2)?;
-    let gain = 10f64.powf(args.reference_gain_db / 20.0);
-    let device = reference_device(args)?;
-    let recordings = super::sine_recordings(
-        args.sine_reference.as_deref(),
-        device.as_ref(),
-        gain,
-        &tones,
-        fs,
-    )?;
+    let gain = args.reference_args.gain();
+    let device = args.reference_args.check()?;
+    let recordings = args
+        .reference_args
+        .sine_recordings(device.as_ref(), &tones, fs)?;
     let reference = match &recordings {
         Some(r) => SineReference::Recordings(r),
         None if paper => SineReference::Teacher,
@@ -282,10 +245,8 @@ fn compare_one(
     }
     let against = if !args.reference.is_empty() {
         "the device recordings".to_string()
-    } else if let Some(d) = &device {
-        format!("the {} device", d.name)
     } else {
-        "the teacher's output".to_string()
+        crate::eval::audio_metrics::reference_label(device.as_ref())
     };
 
     let (at, as_) = match &audio {

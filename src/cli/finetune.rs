@@ -320,11 +320,10 @@ fn plan(c: &FinetuneConfig, batch: usize, preset: PresetArg) -> String {
     format!("{preset} preset: batch {batch}, {schedule}{average}{clip}; {budget}{early}; {guard}")
 }
 
-/// Writes the built-in model `name` into the current folder (as the teacher of the run, for
+/// Writes the built-in model `m` into the current folder (as the teacher of the run, for
 /// the user to compare with the student), unless the file is there already with the same
 /// bytes; a different file of that name is never replaced. Returns its path.
-fn write_builtin(name: &str) -> anyhow::Result<PathBuf> {
-    let m = crate::formats::embedded::EmbeddedModel::by_name(name)?;
+fn write_builtin(m: &crate::formats::embedded::EmbeddedModel) -> anyhow::Result<PathBuf> {
     let path = PathBuf::from(m.file_name);
     match std::fs::read(&path) {
         Ok(b) if b == m.bytes() => {}
@@ -572,7 +571,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             train
                 .device
                 .get_or_insert_with(|| builtin.device.to_string());
-            write_builtin(name)?
+            write_builtin(builtin)?
         }
     };
     // Then the files, checked and locked together.

@@ -52,24 +52,8 @@ pub struct Args {
     /// amplitude; prints ESR-S, NMR-S and the 2x oversampled ESR-S-OS2, NMR-S-OS2).
     #[arg(long, value_enum, default_value_t = ConventionArg::Spec)]
     pub convention: ConventionArg,
-    /// The reference device the model imitates (see `dealias device list`, e.g. for the
-    /// built-in models): the sine set rendered through it gives ESR-R, NMR-R and HESR-R.
-    #[arg(long, value_name = "NAME", conflicts_with = "sine_reference")]
-    pub device: Option<String>,
-    /// A device recording of the sine set (mono WAV at the model's rate: the tones in the
-    /// order of the set, -36/-18/-6 dBFS then MIDI 21-108, each 1.2 s) for ESR-R, NMR-R and
-    /// HESR-R.
-    #[arg(long, value_name = "REF.wav")]
-    pub sine_reference: Option<PathBuf>,
-    /// Gain in dB applied to --sine-reference before comparing (e.g. 6.02 for a recording
-    /// stored at half amplitude).
-    #[arg(
-        long,
-        value_name = "DB",
-        default_value_t = 0.0,
-        allow_hyphen_values = true
-    )]
-    pub reference_gain_db: f64,
+    #[command(flatten)]
+    pub reference_args: super::ReferenceArgs,
 }
 
 /// `--convention` on the command line.
@@ -137,22 +121,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--convention paper prints Table 1 for one knob setting; measure each setting with --knobs A,B instead of --knob-grid"
         );
     }
-    super::check::in_range(
-        "--reference-gain-db",
-        args.reference_gain_db,
-        -120.0,
-        120.0,
-        " dB",
-    )?;
-    let has_reference = args.device.is_some() || args.sine_reference.is_some();
+    let device = args.reference_args.check()?;
+    let has_reference = args.reference_args.is_given();
     if has_reference && (args.knob_grid.is_some() || args.oversample != 1) {
         anyhow::bail!("the -R metrics (--device, --sine-reference) are measured at the model's own rate and one knob setting; drop --oversample / --knob-grid");
     }
-    let device = args
-        .device
-        .as_deref()
-        .map(crate::device::Device::by_name)
-        .transpose()?;
     let tones = tones_at(&args.level)?;
     let opts: RunOptions = convention.run_options().oversampled(args.oversample);
     let _locks = match &args.out {
@@ -161,14 +134,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let (model, fs) = super::load_with_rate(&args.model, args.rate)?;
     check_memory(fs, opts, tones.len(), 1 + has_reference as usize)?;
-    let gain = 10f64.powf(args.reference_gain_db / 20.0);
-    let recordings = super::sine_recordings(
-        args.sine_reference.as_deref(),
-        device.as_ref(),
-        gain,
-        &tones,
-        fs,
-    )?;
+    let recordings = args
+        .reference_args
+        .sine_recordings(device.as_ref(), &tones, fs)?;
     // A container without a chosen submodel: every submodel in turn.
     let models = super::chosen_submodels(&model, &args.slim, &args.model)?;
     let mut summaries = Vec::new();
@@ -211,7 +179,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `measure` of one network; with `--json` the summary is returned instead of printed.
 /// What one `measure` run measures on.
 struct Measurement<'a> {
     fs: f64,
@@ -222,6 +189,7 @@ struct Measurement<'a> {
     convention: Convention,
 }
 
+/// `measure` of one network; with `--json` the summary is returned instead of printed.
 fn measure_one(
     args: &Args,
     model: &mut ModelFile,
@@ -297,7 +265,7 @@ fn measure_one(
     if report.esr_r.is_some() {
         println!(
             "  (-R: against {})",
-            match &args.device {
+            match &args.reference_args.device {
                 Some(d) => format!("the {d} device"),
                 None => "the sine-set recording".into(),
             }

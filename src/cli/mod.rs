@@ -2,6 +2,7 @@
 //! `run` function. Everything below this module is the library, which neither prints nor
 //! parses arguments.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -260,33 +261,88 @@ pub(crate) fn notice(msg: &str) {
     eprintln!("note: {msg}");
 }
 
-/// The sine set's -R reference: a recording of the whole set (`--sine-reference`, scaled by
-/// `gain`, split into its tones) or the tones rendered through a reference `device`; `None`
-/// when neither is given.
-pub(crate) fn sine_recordings(
-    sine_reference: Option<&std::path::Path>,
-    device: Option<&crate::device::Device>,
-    gain: f64,
-    tones: &[crate::dsp::tones::EvalTone],
-    fs: f64,
-) -> anyhow::Result<Option<Vec<Vec<f64>>>> {
-    if let Some(p) = sine_reference {
-        let a = crate::audio::read_mono(p, None)?;
-        if a.sample_rate as f64 != fs {
-            anyhow::bail!(
-                "{} is at {} Hz but the model runs at {fs} Hz",
-                p.display(),
-                a.sample_rate
-            );
-        }
-        let x: Vec<f64> = a.samples.iter().map(|v| v * gain).collect();
-        return Ok(Some(
-            crate::eval::sine_set::split_recording(&x, fs, tones.len())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-        ));
+/// The -R reference of `measure` and `compare`: a reference circuit, or a device recording of
+/// the sine set, and the gain applied to recordings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReferenceArgs {
+    /// The reference device the model imitates (see `dealias device list`, e.g. for the
+    /// built-in models): the sine set (and `compare`'s clips) rendered through it give ESR-R,
+    /// NMR-R and HESR-R (and the G+B reference).
+    #[arg(long, value_name = "NAME", conflicts_with = "sine_reference")]
+    pub device: Option<String>,
+    /// A device recording of the sine set (mono WAV at the model's rate: the tones in the
+    /// order of the set, -36/-18/-6 dBFS then MIDI 21-108, each 1.2 s) for ESR-R, NMR-R and
+    /// HESR-R.
+    #[arg(long, value_name = "REF.wav")]
+    pub sine_reference: Option<PathBuf>,
+    /// Gain in dB applied to the recordings (--sine-reference, and `compare`'s --reference)
+    /// before comparing (e.g. 6.02 for recordings stored at half amplitude, as the paper's
+    /// listening-test files).
+    #[arg(
+        long,
+        value_name = "DB",
+        default_value_t = 0.0,
+        allow_hyphen_values = true
+    )]
+    pub reference_gain_db: f64,
+}
+
+impl ReferenceArgs {
+    /// Checks the gain and the device's name (before any model is read); returns the device.
+    pub(crate) fn check(&self) -> anyhow::Result<Option<crate::device::Device>> {
+        // Levels beyond ±120 dB are not recordings at a reduced level but a mistake.
+        check::in_range(
+            "--reference-gain-db",
+            self.reference_gain_db,
+            -120.0,
+            120.0,
+            " dB",
+        )?;
+        Ok(self
+            .device
+            .as_deref()
+            .map(crate::device::Device::by_name)
+            .transpose()?)
     }
-    Ok(match device {
-        Some(d) => Some(crate::eval::sine_set::device_recordings(d, tones, fs)?),
-        None => None,
-    })
+
+    /// Whether a sine-set reference is given.
+    pub(crate) fn is_given(&self) -> bool {
+        self.device.is_some() || self.sine_reference.is_some()
+    }
+
+    /// The linear gain of `--reference-gain-db`.
+    pub(crate) fn gain(&self) -> f64 {
+        10f64.powf(self.reference_gain_db / 20.0)
+    }
+
+    /// The sine set's reference: the recording (scaled by the gain, split into its tones) or
+    /// the tones rendered through `device` (from [`ReferenceArgs::check`]); `None` when
+    /// neither is given.
+    pub(crate) fn sine_recordings(
+        &self,
+        device: Option<&crate::device::Device>,
+        tones: &[crate::dsp::tones::EvalTone],
+        fs: f64,
+    ) -> anyhow::Result<Option<Vec<Vec<f64>>>> {
+        if let Some(p) = &self.sine_reference {
+            let a = crate::audio::read_mono(p, None)?;
+            if a.sample_rate as f64 != fs {
+                anyhow::bail!(
+                    "{} is at {} Hz but the model runs at {fs} Hz",
+                    p.display(),
+                    a.sample_rate
+                );
+            }
+            let gain = self.gain();
+            let x: Vec<f64> = a.samples.iter().map(|v| v * gain).collect();
+            return Ok(Some(
+                crate::eval::sine_set::split_recording(&x, fs, tones.len())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            ));
+        }
+        Ok(match device {
+            Some(d) => Some(crate::eval::sine_set::device_recordings(d, tones, fs)?),
+            None => None,
+        })
+    }
 }

@@ -78,7 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     super::measure::check_memory(fs, opts, tones.len(), 2 + device.is_some() as usize)?;
     let pb = progress_bar(tones.len(), "sine set");
     let progress = |k: usize| pb.set_position(k as u64);
-    let recordings = super::sine_recordings(None, device.as_ref(), 1.0, &tones, fs)?;
+    let recordings = device
+        .as_ref()
+        .map(|d| crate::eval::sine_set::device_recordings(d, &tones, fs))
+        .transpose()?;
     let reference = match &recordings {
         Some(r) => SineReference::Recordings(r),
         None => SineReference::None,

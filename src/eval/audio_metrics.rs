@@ -83,6 +83,14 @@ pub fn builtin_clips(
     Ok((clips, names))
 }
 
+/// What the G+B metrics of clips from [`builtin_clips`] are against, in words.
+pub fn reference_label(device: Option<&crate::device::Device>) -> String {
+    match device {
+        Some(d) => format!("the {} device", d.name),
+        None => "the teacher's output".into(),
+    }
+}
+
 /// The G+B metrics of a teacher and its student on the same clips.
 #[derive(Clone, Debug)]
 pub struct ClipComparison {
@@ -112,6 +120,16 @@ pub fn compare_on_clips(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    compare_outputs(fs, clips, &outputs)
+}
+
+/// The G+B metrics of the teacher's and the student's `outputs` (one `(teacher, student)` pair
+/// per clip) against each clip's reference: its device recording, or the teacher's output.
+pub fn compare_outputs(
+    fs: f64,
+    clips: &[Clip],
+    outputs: &[(Vec<f64>, Vec<f64>)],
+) -> Result<ClipComparison> {
     let mut t_pairs = Vec::new();
     let mut s_pairs = Vec::new();
     let mut truncated = Vec::new();

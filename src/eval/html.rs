@@ -14,12 +14,12 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use super::audio_metrics::{audio_metrics, builtin_clips, AudioMetrics};
+use super::audio_metrics::{builtin_clips, compare_outputs, reference_label};
 use super::oversample::process_oversampled;
 use super::plots::{
     draw_metric_vs_f0, draw_spectrum, draw_training_curves, spectrum_db, TrainingCurve, SIZE,
 };
-use super::report::db;
+use super::report::{db, fmt_db};
 use super::sine_set::{spectrum_tone_output, RunOptions, SineSetReport, SPECTRUM_TONE};
 use crate::dsp::stft::Stft;
 use crate::dsp::tones::eval_tone_len;
@@ -180,14 +180,6 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn fmt_db(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v:.1}"),
-        Some(v) if v < 0.0 => "-inf".into(),
-        _ => "–".into(),
-    }
-}
-
 /// Builds the report.
 pub fn html_report(r: &ReportInputs) -> Result<String> {
     let fs = r.fs;
@@ -298,38 +290,35 @@ pub fn html_report(r: &ReportInputs) -> Result<String> {
 
     // The built-in guitar and bass clips through each, for listening and the G+B columns.
     let (clips, names) = builtin_clips(fs, r.device)?;
+    let outputs: Vec<(Vec<f64>, Vec<f64>)> = clips
+        .iter()
+        .map(|c| {
+            (
+                r.teacher.process::<f64>(&c.input),
+                r.student.process::<f64>(&c.input),
+            )
+        })
+        .collect();
     let mut clip_renders: Vec<(&str, Vec<Render>)> = Vec::new();
-    for (clip, name) in clips.iter().zip(&names) {
+    for ((clip, name), (yt, ys)) in clips.iter().zip(&names).zip(&outputs) {
         let mut renders = vec![
-            ("teacher".to_string(), r.teacher.process::<f64>(&clip.input)),
-            ("student".to_string(), r.student.process::<f64>(&clip.input)),
+            ("teacher".to_string(), yt.clone()),
+            ("student".to_string(), ys.clone()),
         ];
         if let (Some(d), Some(y)) = (r.device, &clip.reference) {
             renders.push((format!("reference ({})", d.name), y.clone()));
         }
         clip_renders.push((name, renders));
     }
-    let against = match r.device {
-        Some(d) => format!("the {} device", d.name),
-        None => "the teacher's output".to_string(),
-    };
+    let against = reference_label(r.device);
     let clips_label = format!("the built-in {} clips", names.join(" and "));
     // The G+B ESR is A-weighted: none below the filter's lowest rate.
-    let gb: Vec<Option<AudioMetrics>> = (0..2)
-        .map(|m| {
-            if fs < crate::dsp::a_weighting::MIN_RATE {
-                return Ok(None);
-            }
-            let pairs: Vec<(&[f64], &[f64])> = clip_renders
-                .iter()
-                .map(|(_, rs)| {
-                    let reference = rs.get(2).unwrap_or(&rs[0]);
-                    (rs[m].1.as_slice(), reference.1.as_slice())
-                })
-                .collect();
-            audio_metrics(fs, &pairs).map(Some)
-        })
-        .collect::<Result<_>>()?;
+    let gb = if fs >= crate::dsp::a_weighting::MIN_RATE {
+        let c = compare_outputs(fs, &clips, &outputs)?;
+        [Some(c.teacher), Some(c.student)]
+    } else {
+        [None, None]
+    };
 
     let mut h = String::new();
     let _ = write!(

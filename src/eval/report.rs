@@ -115,6 +115,29 @@ pub fn tone_json(t: &ToneResult) -> Value {
     Value::Object(o)
 }
 
+/// A dB value for tables: one decimal, `-inf` for a ratio of zero (the teacher against
+/// itself), `–` when not measured.
+pub fn fmt_db(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.1}"),
+        Some(v) if v < 0.0 => "-inf".into(),
+        _ => "–".into(),
+    }
+}
+
+/// The -R aggregates of a report as JSON: `esr_r_db`, `nmr_r_db`, `hesr_r_db` (10 log10 of the
+/// mean of linear values) and their `*_mean_db` (mean of dB); `null` without a reference.
+pub fn reference_json(r: &SineSetReport) -> Value {
+    match (r.esr_r, r.nmr_r, r.hesr_r) {
+        (Some(e), Some(n), Some(h)) => json!({
+            "esr_r_db": numr(e.mean_linear_db), "esr_r_mean_db": numr(e.mean_db),
+            "nmr_r_db": numr(n.mean_linear_db), "nmr_r_mean_db": numr(n.mean_db),
+            "hesr_r_db": numr(h.mean_linear_db), "hesr_r_mean_db": numr(h.mean_db),
+        }),
+        _ => Value::Null,
+    }
+}
+
 /// The `measure --json` summary: `convention`, `esr_s_db`, `nmr_s_db` (10 log10 of the mean
 /// of linear values over all tones), `esr_s_mean_db`, `nmr_s_mean_db` (mean of per-tone dB),
 /// `tones`, plus context; with a reference `esr_r_db`, `nmr_r_db`, `hesr_r_db` (and `*_mean_db`);
@@ -139,15 +162,8 @@ pub fn measure_json(
         "aggregation": "*_db: 10*log10(mean over tones of the linear ratio); *_mean_db: mean over tones of 10*log10(ratio)",
         "tones": report.tones.iter().map(tone_json).collect::<Vec<_>>(),
     });
-    for (key, a) in [
-        ("esr_r", report.esr_r),
-        ("nmr_r", report.nmr_r),
-        ("hesr_r", report.hesr_r),
-    ] {
-        if let Some(a) = a {
-            v[format!("{key}_db")] = numr(a.mean_linear_db);
-            v[format!("{key}_mean_db")] = numr(a.mean_db);
-        }
+    if let Value::Object(r) = reference_json(report) {
+        v.as_object_mut().expect("an object").extend(r);
     }
     if let Some(t) = table {
         v["table1"] = t.to_json();

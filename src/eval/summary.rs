@@ -7,9 +7,9 @@
 
 use serde_json::{json, Value};
 
-use super::report::{db, num};
+use super::report::{db, fmt_db, num, reference_json};
 
-use super::audio_metrics::{builtin_clips, compare_on_clips, AudioMetrics};
+use super::audio_metrics::{builtin_clips, compare_on_clips, reference_label, AudioMetrics};
 use super::sine_set::{
     compare_sine_set_with, device_recordings, no_progress, RunOptions, SineReference, SineSetReport,
 };
@@ -131,10 +131,7 @@ pub fn before_after_with(
                 names.join(" and "),
                 crate::dsp::training_signal::TEST_CLIP_SECONDS
             ),
-            against: match device {
-                Some(d) => format!("the {} device", d.name),
-                None => "the teacher's output".into(),
-            },
+            against: reference_label(device),
         })
     } else {
         None
@@ -153,27 +150,6 @@ pub fn before_after_with(
         paper,
         reports: (t, s),
     })
-}
-
-/// `-inf` for a ratio of zero (the teacher against itself), one decimal otherwise.
-fn fmt_db(v: f64) -> String {
-    if v == f64::NEG_INFINITY {
-        "-inf".into()
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-/// The -R aggregates of a report as JSON (`null` without a reference).
-fn reference_json(r: &SineSetReport) -> Value {
-    match (r.esr_r, r.nmr_r, r.hesr_r) {
-        (Some(e), Some(n), Some(h)) => json!({
-            "esr_r_db": num(e.mean_linear_db), "esr_r_mean_db": num(e.mean_db),
-            "nmr_r_db": num(n.mean_linear_db), "nmr_r_mean_db": num(n.mean_db),
-            "hesr_r_db": num(h.mean_linear_db), "hesr_r_mean_db": num(h.mean_db),
-        }),
-        _ => Value::Null,
-    }
 }
 
 impl Summary {
@@ -232,8 +208,8 @@ impl Summary {
             for (role, a) in [("teacher", &audio.teacher), ("student", &audio.student)] {
                 s.push_str(&format!(
                     "{role:<8} {:>16} {:>16}\n",
-                    fmt_db(db(a.esr)),
-                    fmt_db(db(a.mrsl))
+                    fmt_db(Some(db(a.esr))),
+                    fmt_db(Some(db(a.mrsl)))
                 ));
             }
         }
