@@ -1134,12 +1134,12 @@ unsafe fn step_gemm_avx2<T: Real, const NR: usize>(
     step_gemm_body::<T, NR, true>(m, k, n, a, b, accumulate, c)
 }
 
-/// Rows `0..m4` (a multiple of 4) of the columns `j0..j0 + W`: a 4 × W register tile kept over
-/// the whole `k` loop.
+/// Rows `rows` (a multiple of `MR` of them) of the columns `j0..j0 + W`: an `MR` × `W`
+/// register tile kept over the whole `k` loop.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn panel<T: Real, const W: usize, const FMA: bool>(
-    m4: usize,
+fn panel<T: Real, const MR: usize, const W: usize, const FMA: bool>(
+    rows: std::ops::Range<usize>,
     k: usize,
     n: usize,
     j0: usize,
@@ -1148,8 +1148,7 @@ fn panel<T: Real, const W: usize, const FMA: bool>(
     accumulate: bool,
     c: &mut [T],
 ) {
-    const MR: usize = 4;
-    for i0 in (0..m4).step_by(MR) {
+    for i0 in rows.step_by(MR) {
         let mut acc = [[T::zero(); W]; MR];
         let ar: [&[T]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
         for l in 0..k {
@@ -1170,6 +1169,26 @@ fn panel<T: Real, const W: usize, const FMA: bool>(
     }
 }
 
+/// The columns `j0..j0 + W` of all `m` rows: tiles of 4 rows, then single-row tiles for the
+/// rest (a batch of 1–3 items, or the last items of a thread's share, must not fall back to
+/// scalar dot products: they cost as much as a full tile of 4).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn column_panel<T: Real, const W: usize, const FMA: bool>(
+    m: usize,
+    k: usize,
+    n: usize,
+    j0: usize,
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    c: &mut [T],
+) {
+    let m4 = m - m % 4;
+    panel::<T, 4, W, FMA>(0..m4, k, n, j0, a, b, accumulate, c);
+    panel::<T, 1, W, FMA>(m4..m, k, n, j0, a, b, accumulate, c);
+}
+
 #[inline(always)]
 fn step_gemm_body<T: Real, const NR: usize, const FMA: bool>(
     m: usize,
@@ -1180,24 +1199,24 @@ fn step_gemm_body<T: Real, const NR: usize, const FMA: bool>(
     accumulate: bool,
     c: &mut [T],
 ) {
-    let m4 = m - m % 4;
     let mut nn = n - n % NR;
     // Column panels outside, so that one k × NR panel of B stays in L1 over all rows.
     for j0 in (0..nn).step_by(NR) {
-        panel::<T, NR, FMA>(m4, k, n, j0, a, b, accumulate, c);
+        column_panel::<T, NR, FMA>(m, k, n, j0, a, b, accumulate, c);
     }
     // Narrower panels for what is left (e.g. 40 = 2 · 16 + 8 columns in f32 with AVX2).
     for w in [16, 8, 4] {
         if w < NR && n - nn >= w {
             match w {
-                16 => panel::<T, 16, FMA>(m4, k, n, nn, a, b, accumulate, c),
-                8 => panel::<T, 8, FMA>(m4, k, n, nn, a, b, accumulate, c),
-                _ => panel::<T, 4, FMA>(m4, k, n, nn, a, b, accumulate, c),
+                16 => column_panel::<T, 16, FMA>(m, k, n, nn, a, b, accumulate, c),
+                8 => column_panel::<T, 8, FMA>(m, k, n, nn, a, b, accumulate, c),
+                _ => column_panel::<T, 4, FMA>(m, k, n, nn, a, b, accumulate, c),
             }
             nn += w;
         }
     }
-    // Remainders: rows past the last full tile, and columns past the last full panel.
+    // Columns past the last panel of 4 (none for LSTM and GRU gates, 4 or 3 × hidden size,
+    // when the hidden size is even).
     let dot = |i: usize, j: usize| {
         let mut s = T::zero();
         for l in 0..k {
@@ -1206,8 +1225,7 @@ fn step_gemm_body<T: Real, const NR: usize, const FMA: bool>(
         s
     };
     for i in 0..m {
-        let cols = if i < m4 { nn..n } else { 0..n };
-        for j in cols {
+        for j in nn..n {
             let v = dot(i, j);
             let o = &mut c[i * n + j];
             *o = if accumulate { *o + v } else { v };

@@ -541,14 +541,14 @@ impl Validation {
         })
     }
 
-    fn evaluate(&self, student: &Network, w: LossWeights) -> Result<(f64, f64, f64)> {
+    fn evaluate<T: Real>(&self, student: &Network, w: LossWeights) -> Result<(f64, f64, f64)> {
         let len = eval_tone_len(self.fs);
         let inputs: Vec<Vec<f64>> = self
             .tones
             .iter()
             .map(|t| t.tone.render(self.fs, len))
             .collect();
-        let outputs = student.process_batch_with_knobs(&inputs, &self.knobs);
+        let outputs = student.process_batch_in::<T>(&inputs, &self.knobs);
         let per_tone: Vec<_> = self
             .tones
             .par_iter()
@@ -876,8 +876,9 @@ impl Finetuner {
         Ok(())
     }
 
-    /// Draws the next batch of tones and builds their alias-free teacher targets.
-    fn next_batch(&mut self) -> Result<Batch> {
+    /// Draws the next batch of tones and builds their alias-free teacher targets, the teacher
+    /// running in the run's precision `T` (the alias removal is f64).
+    fn next_batch<T: Real>(&mut self) -> Result<Batch> {
         let fs = self.sample_rate;
         let (tones, knobs) = draw_batch(
             &mut self.tones,
@@ -888,7 +889,7 @@ impl Finetuner {
         let analyzer = &self.analyzer;
         let teacher = &self.teacher;
         let inputs: Vec<Vec<f64>> = tones.iter().map(|t| t.render(fs, len)).collect();
-        let outputs = teacher.process_batch_with_knobs(&inputs, &knobs);
+        let outputs = teacher.process_batch_in::<T>(&inputs, &knobs);
         let targets = tones
             .par_iter()
             .zip(&outputs)
@@ -931,7 +932,7 @@ impl Finetuner {
             if stop.load(Ordering::SeqCst) {
                 break StopReason::Interrupted;
             }
-            let batch = self.next_batch()?;
+            let batch = self.next_batch::<T>()?;
             let completed = self.train_batch::<T>(&batch, stop, &mut |s, epoch, loss| {
                 let (t0, s0) = steps_timer;
                 let dt = t0.elapsed().as_secs_f64();
@@ -978,7 +979,7 @@ impl Finetuner {
                 None => end_of_epoch,
             };
             if validate {
-                let v = self.validate(elapsed(self))?;
+                let v = self.validate::<T>(elapsed(self))?;
                 on_event(Event::Validation(v));
             }
             self.estimate_horizon(elapsed(self));
@@ -996,7 +997,7 @@ impl Finetuner {
             && self.history.last().is_none_or(|v| v.step != self.step)
         {
             // Judge the final student too, so that the best one is chosen among all.
-            let v = self.validate(elapsed(self))?;
+            let v = self.validate::<T>(elapsed(self))?;
             on_event(Event::Validation(v));
         }
         if !mid_batch {
@@ -1071,7 +1072,7 @@ impl Finetuner {
     }
 
     /// Validates the current student, updating the best one.
-    fn validate(&mut self, elapsed: Duration) -> Result<ValidationResult> {
+    fn validate<T: Real>(&mut self, elapsed: Duration) -> Result<ValidationResult> {
         let judged = match &self.average {
             Some(a) => {
                 let mut n = self.student.clone();
@@ -1080,7 +1081,9 @@ impl Finetuner {
             }
             None => self.student.clone(),
         };
-        let (nmr_s_db, esr_t_db, score) = self.validation.evaluate(&judged, self.config.weights)?;
+        let (nmr_s_db, esr_t_db, score) = self
+            .validation
+            .evaluate::<T>(&judged, self.config.weights)?;
         let tone_kept = self.config.max_esr_t_db.is_none_or(|g| esr_t_db <= g);
         let improved = tone_kept && self.best_score.is_none_or(|b| score < b);
         if improved {
@@ -1406,7 +1409,7 @@ mod tests {
         let mut t = Finetuner::new(&net, 16000.0, config).unwrap();
         // 2 validation tones x 3 levels x 3^2 knob settings.
         assert_eq!(t.validation.tones.len(), 2 * 3 * 9);
-        let b = t.next_batch().unwrap();
+        let b = t.next_batch::<f64>().unwrap();
         assert_eq!(b.knobs.len(), 3);
         assert!(b.knobs.iter().flatten().all(|k| (0.0..1.0).contains(k)));
         assert_ne!(b.knobs[0], b.knobs[1]);
