@@ -179,9 +179,11 @@ pub struct TrainArgs {
     /// Pre-emphasis filter applied to target and prediction before the loss.
     #[arg(long, value_enum, default_value = "lowpass")]
     pub pre_emphasis: PreEmphasisArg,
-    /// Arithmetic precision of the student during training.
-    #[arg(long, value_enum, default_value = "f64")]
-    pub precision: PrecisionArg,
+    /// Arithmetic of the teacher's and the student's engines during training (the alias
+    /// removal, the loss and the final measurements are f64; fast preset: f32, paper
+    /// preset: f64)
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
     /// Worker threads (default: all cores); the result depends on seed and thread count.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -317,7 +319,14 @@ fn plan(c: &FinetuneConfig, batch: usize, preset: PresetArg) -> String {
     let clip = c.clip_gradient.map_or(String::new(), |k| {
         format!(", gradient norm clipped to {k}x its recent average")
     });
-    format!("{preset} preset: batch {batch}, {schedule}{average}{clip}; {budget}{early}; {guard}")
+    let precision = match c.precision {
+        Precision::F64 => "f64",
+        Precision::F32 => "f32",
+    };
+    format!(
+        "{preset} preset: batch {batch}, {precision} engines, {schedule}{average}{clip}; \
+         {budget}{early}; {guard}"
+    )
 }
 
 /// Writes the built-in model `m` into the current folder (as the teacher of the run, for
@@ -700,10 +709,10 @@ pub(crate) fn finetune_one(
         clip_gradient: train
             .clip_gradient
             .map_or(base.clip_gradient, |k| (k > 0.0).then_some(k)),
-        precision: match train.precision {
+        precision: train.precision.map_or(base.precision, |p| match p {
             PrecisionArg::F64 => Precision::F64,
             PrecisionArg::F32 => Precision::F32,
-        },
+        }),
         threads,
         max_steps: train.steps,
         max_epochs: train.epochs.or(base.max_epochs),
