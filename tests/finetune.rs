@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dealias::loss::PreEmphasis;
 use dealias::train::checkpoint::Checkpoint;
-use dealias::train::finetune::{Event, FinetuneConfig, Finetuner, Precision, StopReason};
+use dealias::train::finetune::{
+    Event, FinetuneConfig, Finetuner, Precision, Selection, StopReason,
+};
 use dealias::Network;
 
 fn small_model(name: &str) -> dealias::ModelFile {
@@ -369,6 +371,7 @@ fn presets_resolve_to_their_documented_settings() {
         assert_eq!((c.weight_average, c.clip_gradient), (None, None));
         assert_eq!((c.validate_every_batches, c.patience), (None, Some(5)));
         assert_eq!(c.precision, Precision::F64);
+        assert_eq!(c.selection, Selection::Objective);
         let s = Schedule::new(net, 44100.0, &c).unwrap();
         assert_eq!((s.batch, s.tone_len, s.frame_len), (batch, tone, frame));
     }
@@ -383,6 +386,7 @@ fn presets_resolve_to_their_documented_settings() {
     assert_eq!((fast.weight_average, fast.patience), (None, Some(10)));
     assert_eq!(fast.clip_gradient, Some(2.0));
     assert_eq!(fast.precision, Precision::F32);
+    assert_eq!(fast.selection, Selection::NmrS);
     let fast = FinetuneConfig::preset(Preset::Fast, &wavenet);
     assert_eq!((fast.adam.lr, fast.batch_size), (5e-4, Some(32)));
     assert_eq!(fast.clip_gradient, None);

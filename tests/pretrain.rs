@@ -279,3 +279,89 @@ fn cli_writes_loadable_files() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("GuitarML .json"));
 }
+
+/// `--arch like:FILE` trains a file's own layout from fresh weights: a NAM A2-style WaveNet
+/// (per-layer kernels, LeakyReLU objects, layer1x1, convolutional head) comes back with the
+/// template's configuration exactly, new weights, fresh metadata (the template's capture
+/// details dropped, the calibration recomputed); a container needs `--submodel`, and gives a
+/// plain `.nam` of that submodel's configuration.
+#[test]
+fn cli_trains_the_layout_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = common::data("nam07/a2_like/a2_like.nam");
+    let t = dealias::load_model(&template).unwrap();
+    let out_path = dir.path().join("a2.nam");
+    let train = |like: &std::path::Path, extra: &[&str], out: &std::path::Path| {
+        dealias()
+            .args(["train", "--arch"])
+            .arg(format!("like:{}", like.display()))
+            .args(extra)
+            .args(["--signal-seconds", "4", "--steps", "2", "--batch-size", "4"])
+            .args(["--quiet", "-o"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = train(&template, &[], &out_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = dealias::load_model(&out_path).unwrap();
+    assert_eq!(m.format, dealias::Format::Nam);
+    assert_eq!(
+        m.document["config"], t.document["config"],
+        "configuration changed"
+    );
+    assert_eq!(m.document["architecture"], t.document["architecture"]);
+    assert_eq!(m.network.num_params(), t.network.num_params());
+    assert_ne!(
+        m.network.params(),
+        t.network.params(),
+        "the template's weights kept"
+    );
+    let fresh = dealias::models::init::reinitialised(&t.network, 0).unwrap();
+    assert_ne!(m.network.params(), fresh.params(), "not trained");
+    let meta = m.document["metadata"].as_object().unwrap();
+    for (k, _) in t.document["metadata"].as_object().into_iter().flatten() {
+        assert!(
+            k == "loudness" || k == "gain" || !meta.contains_key(k),
+            "the template's metadata {k} was copied"
+        );
+    }
+    let cal = dealias::eval::calibration::nam_calibration(&m.network);
+    let stated = meta["loudness"].as_f64().unwrap();
+    assert!(
+        (stated - cal.loudness_db).abs() < 1e-9,
+        "{stated} vs {}",
+        cal.loudness_db
+    );
+
+    let container = common::data("nam07/a2_packed_container/a2_packed_container.nam");
+    let refused = train(&container, &[], &dir.path().join("c.nam"));
+    assert!(!refused.status.success());
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("--submodel") && msg.contains("container"),
+        "{msg}"
+    );
+    let sub_path = dir.path().join("sub0.nam");
+    let out = train(&container, &["--submodel", "0"], &sub_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = dealias::load_model(&container).unwrap();
+    let s = dealias::load_model(&sub_path).unwrap();
+    assert!(!s.is_container());
+    assert_eq!(
+        s.document["config"],
+        c.document["config"]["submodels"][0]["model"]["config"]
+    );
+    assert_eq!(s.sample_rate, Some(48_000.0));
+    let wrong = train(&template, &[], &dir.path().join("a2.json"));
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains(".nam"));
+}

@@ -17,7 +17,7 @@ use crate::loss::{EsrPooling, LossWeights, NmrPooling, PreEmphasis};
 use crate::train::adam::AdamConfig;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::finetune::{
-    Event, FinetuneConfig, FinetuneOutcome, Finetuner, Precision, Preset, StopReason,
+    Event, FinetuneConfig, FinetuneOutcome, Finetuner, Precision, Preset, Selection, StopReason,
 };
 use crate::train::lr::{LrDecay, LrSchedule};
 
@@ -179,6 +179,11 @@ pub struct TrainArgs {
     /// Pre-emphasis filter applied to target and prediction before the loss.
     #[arg(long, value_enum, default_value = "lowpass")]
     pub pre_emphasis: PreEmphasisArg,
+    /// What chooses the best student and drives early stopping, among the students within
+    /// the tone guard: `nmr-s` (the validation NMR-S, as Table 1 averages it; fast preset) or
+    /// `objective` (the paper's validation objective; paper preset)
+    #[arg(long, value_enum)]
+    pub select: Option<SelectArg>,
     /// Arithmetic of the teacher's and the student's engines during training (the alias
     /// removal, the loss and the final measurements are f64; fast preset: f32, paper
     /// preset: f64)
@@ -220,6 +225,15 @@ impl TrainArgs {
         s.checkpoint_minutes = 0.0;
         format!("{s:?}")
     }
+}
+
+/// `--select` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SelectArg {
+    /// The paper's validation objective (ESR-T and the mean-of-dB NMR-T).
+    Objective,
+    /// The validation NMR-S (10 log10 of the mean), within the tone guard.
+    NmrS,
 }
 
 /// `--esr-pooling` values.
@@ -319,13 +333,17 @@ fn plan(c: &FinetuneConfig, batch: usize, preset: PresetArg) -> String {
     let clip = c.clip_gradient.map_or(String::new(), |k| {
         format!(", gradient norm clipped to {k}x its recent average")
     });
+    let select = match c.selection {
+        Selection::Objective => "the validation objective",
+        Selection::NmrS => "validation NMR-S",
+    };
     let precision = match c.precision {
         Precision::F64 => "f64",
         Precision::F32 => "f32",
     };
     format!(
         "{preset} preset: batch {batch}, {precision} engines, {schedule}{average}{clip}; \
-         {budget}{early}; {guard}"
+         {budget}{early}; best student by {select}; {guard}"
     )
 }
 
@@ -709,6 +727,10 @@ pub(crate) fn finetune_one(
         clip_gradient: train
             .clip_gradient
             .map_or(base.clip_gradient, |k| (k > 0.0).then_some(k)),
+        selection: train.select.map_or(base.selection, |p| match p {
+            SelectArg::Objective => Selection::Objective,
+            SelectArg::NmrS => Selection::NmrS,
+        }),
         precision: train.precision.map_or(base.precision, |p| match p {
             PrecisionArg::F64 => Precision::F64,
             PrecisionArg::F32 => Precision::F32,

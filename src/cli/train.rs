@@ -15,6 +15,7 @@ use crate::train::finetune::{Precision, StopReason};
 use crate::train::pretrain::{
     AudioPair, PretrainCheckpoint, PretrainConfig, PretrainEvent, Pretrainer,
 };
+use crate::ModelFile;
 
 /// Arguments of `dealias train`.
 #[derive(Debug, clap::Args)]
@@ -29,9 +30,15 @@ pub struct Args {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Architecture: lstm-H, gru-H (H hidden units), wavenet-standard, wavenet-lite,
-    /// wavenet-feather, wavenet-nano.
+    /// wavenet-feather, wavenet-nano; or like:FILE, the layout of a model file (any layout
+    /// dealias loads, e.g. a NAM A2 WaveNet; for a container, with --submodel), written in
+    /// that file's format with its configuration and fresh metadata.
     #[arg(long, default_value = "lstm-40")]
     pub arch: String,
+    /// With --arch like:CONTAINER.nam: the submodel whose layout is trained (see `dealias
+    /// inspect`); the result is a plain .nam of that layout.
+    #[arg(long)]
+    pub submodel: Option<usize>,
     /// Reference device that renders the built-in training signal (see `dealias device list`).
     #[arg(long, default_value = "diode-clipper", conflicts_with = "input")]
     pub device: String,
@@ -92,7 +99,120 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// What `--arch` names: a built-in architecture, or the layout of a model file.
+enum Layout {
+    Builtin(Architecture),
+    /// A model file of that layout (its configuration is written out again; plain, a
+    /// container's submodel having been taken out).
+    Like {
+        template: ModelFile,
+        name: String,
+    },
+}
+
+impl Layout {
+    fn parse(arch: &str, submodel: Option<usize>) -> anyhow::Result<Self> {
+        let Some(path) = arch.strip_prefix("like:") else {
+            if submodel.is_some() {
+                bail!("--submodel goes with --arch like:CONTAINER.nam");
+            }
+            return Ok(Layout::Builtin(
+                Architecture::parse(arch).map_err(|m| anyhow::anyhow!("--arch: {m}"))?,
+            ));
+        };
+        let file = crate::formats::load_model(Path::new(path))
+            .with_context(|| format!("--arch like:{path}"))?;
+        let (template, name) = match (file.is_container(), submodel) {
+            (false, None) => (file, format!("the layout of {path}")),
+            (false, Some(_)) => bail!("--submodel: {path} is not a container"),
+            (true, None) => bail!(
+                "--arch like:{path}: the file is a container of {} submodels; choose the layout \
+                 to train with --submodel N (0..{}, see `dealias inspect {path}`)",
+                file.submodels.len(),
+                file.submodels.len() - 1
+            ),
+            (true, Some(i)) => (
+                crate::formats::submodel_file(&file, i)?,
+                format!("the layout of submodel {i} of {path}"),
+            ),
+        };
+        if let Err(m) = crate::models::init::reinitialised(&template.network, 0) {
+            bail!("--arch like:{path}: {m}");
+        }
+        if template.network.num_knobs() > 0 {
+            bail!(
+                "--arch like:{path}: a knob-conditioned layout needs recordings at many knob \
+                 settings; it is not trained from scratch"
+            );
+        }
+        Ok(Layout::Like { template, name })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Layout::Builtin(a) => a.name(),
+            Layout::Like { name, .. } => name.clone(),
+        }
+    }
+
+    fn initial_network(&self, seed: u64) -> anyhow::Result<crate::Network> {
+        match self {
+            Layout::Builtin(a) => Ok(a.initial_network(seed)),
+            Layout::Like { template, .. } => {
+                crate::models::init::reinitialised(&template.network, seed)
+                    .map_err(|m| anyhow::anyhow!(m))
+            }
+        }
+    }
+
+    /// The file the trained network is written in (`format` from [`layout_format`]).
+    fn output_file(
+        &self,
+        net: crate::Network,
+        format: Format,
+        fs: f64,
+    ) -> anyhow::Result<ModelFile> {
+        match self {
+            Layout::Builtin(_) => Ok(crate::formats::new_model_file(net, format, fs)?),
+            Layout::Like { template, .. } => Ok(crate::formats::fresh_file(template, net, fs)?),
+        }
+    }
+
+    /// The rate the built-in signal is rendered at without --rate.
+    fn default_rate(&self, format: Format) -> f64 {
+        match self {
+            Layout::Builtin(_) => format.default_rate(),
+            Layout::Like { template, .. } => template.rate_or_default().0,
+        }
+    }
+}
+
 /// The format a new model is written in, from the output's extension.
+fn layout_format(layout: &Layout, output: &Path) -> anyhow::Result<Format> {
+    match layout {
+        Layout::Builtin(a) => output_format(*a, output),
+        Layout::Like { template, name } => {
+            let ext = output
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            let want = match template.format {
+                Format::Nam => "nam",
+                _ => "json",
+            };
+            if ext.as_deref() != Some(want) {
+                bail!(
+                    "-o {}: {name} is a {} file, written as .{want}",
+                    output.display(),
+                    template.format.name()
+                );
+            }
+            Ok(template.format)
+        }
+    }
+}
+
+/// The format a new model of a built-in architecture is written in, from the output's
+/// extension.
 fn output_format(arch: Architecture, output: &Path) -> anyhow::Result<Format> {
     let ext = output
         .extension()
@@ -115,8 +235,8 @@ fn output_format(arch: Architecture, output: &Path) -> anyhow::Result<Format> {
 
 /// Runs `dealias train`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let arch = Architecture::parse(&args.arch).map_err(|m| anyhow::anyhow!("--arch: {m}"))?;
-    let format = output_format(arch, &args.output)?;
+    let arch = Layout::parse(&args.arch, args.submodel)?;
+    let format = layout_format(&arch, &args.output)?;
     let max_duration = args
         .minutes
         .map(|m| check::minutes("--minutes", m))
@@ -212,7 +332,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         _ => {
             let device = crate::device::Device::by_name(&args.device)?;
-            let fs = rate.unwrap_or(format.default_rate());
+            let fs = rate.unwrap_or(arch.default_rate(format));
             super::notice(&format!(
                 "rendering {} s of the built-in training signal (seed {}) through {} at {fs} Hz",
                 args.signal_seconds, args.seed, device.name
@@ -226,7 +346,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let initial = arch.initial_network(args.seed);
+    let initial = arch.initial_network(args.seed)?;
+    let num_params = initial.num_params();
     let base = PretrainConfig::for_network(&initial);
     let threads = args
         .threads
@@ -301,7 +422,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         say(format!(
             "training a {} ({} parameters) at {fs} Hz on {source}: {} segments, batch {}, {} steps per epoch, lr {}, {} threads; {}",
             arch.name(),
-            trainer_params(&config, arch),
+            num_params,
             trainer.segments(),
             config.batch_size,
             spe,
@@ -355,7 +476,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(interrupt.exit_code());
     }
     let best = outcome.history.iter().rfind(|v| v.improved).copied();
-    let mut file = crate::formats::new_model_file(outcome.best.clone(), format, fs)?;
+    let mut file = arch.output_file(outcome.best.clone(), format, fs)?;
     crate::eval::calibration::recalibrate(&mut file)?;
     let note = serde_json::json!({
         "trained": {
@@ -393,9 +514,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(interrupt.exit_code())
-}
-
-/// Parameter count of the architecture (for the plan line).
-fn trainer_params(config: &PretrainConfig, arch: Architecture) -> usize {
-    arch.initial_network(config.seed).num_params()
 }

@@ -282,6 +282,74 @@ pub fn new_model_file(network: Network, format: Format, sample_rate: f64) -> Res
     Ok(file.with_network(network))
 }
 
+/// Submodel `index` of container `file` as a plain file of its own: the submodel's
+/// complete `.nam` document (as NeuralAmpModelerCore would load it alone), stating the
+/// container's sample rate when it states none itself.
+pub fn submodel_file(file: &ModelFile, index: usize) -> Result<ModelFile> {
+    let entries = file
+        .document
+        .pointer("/config/submodels")
+        .and_then(Value::as_array)
+        .filter(|e| file.is_container() && index < e.len())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "submodel {index} does not exist: the file has {} (0..{})",
+                file.submodels.len().max(1),
+                file.submodels.len().max(1) - 1
+            ))
+        })?;
+    let mut document = entries[index]["model"].clone();
+    if let (Some(o), Some(rate)) = (document.as_object_mut(), file.sample_rate) {
+        if !o.contains_key("sample_rate") {
+            o.insert(
+                "sample_rate".into(),
+                json::rate_value(rate).map_err(Error::InvalidModel)?,
+            );
+        }
+    }
+    let sub = parse_model(document, None, file.pretty)?;
+    Ok(sub)
+}
+
+/// A new model of `template`'s layout holding `network` (trained at `sample_rate`): the
+/// template's configuration is kept, the weights are `network`'s, and what described the
+/// template's own capture is not: a `.nam` gets fresh metadata (`loudness` and `gain` for
+/// the calibration to fill in) and the new rate. Other formats must already be at that rate.
+pub fn fresh_file(template: &ModelFile, network: Network, sample_rate: f64) -> Result<ModelFile> {
+    if template.network.num_params() != network.num_params() {
+        return Err(Error::InvalidArgument(format!(
+            "the network has {} parameters, the layout {}",
+            network.num_params(),
+            template.network.num_params()
+        )));
+    }
+    let mut document = template.document.clone();
+    match (template.format, document.as_object_mut()) {
+        (Format::Nam, Some(o)) => {
+            o.insert(
+                "metadata".into(),
+                serde_json::json!({"loudness": 0.0, "gain": 0.0}),
+            );
+            o.insert(
+                "sample_rate".into(),
+                json::rate_value(sample_rate).map_err(Error::InvalidModel)?,
+            );
+        }
+        _ => {
+            let (rate, _) = template.rate_or_default();
+            if rate != sample_rate {
+                return Err(Error::InvalidArgument(format!(
+                    "the layout's file is a {} model at {rate} Hz, the training audio is at \
+                     {sample_rate} Hz: train at the file's rate",
+                    template.format.name()
+                )));
+            }
+        }
+    }
+    let file = parse_model(document, None, template.pretty)?;
+    Ok(file.with_network(network))
+}
+
 /// Detects the format of a parsed document.
 pub fn detect_format(document: &Value) -> Option<Format> {
     let o = document.as_object()?;

@@ -175,13 +175,62 @@ fn initial_rnn(cell: Cell, hidden: usize, rng: &mut ChaCha8Rng) -> Rnn {
 
 /// Fills a convolution with PyTorch's `Conv1d` initialisation.
 fn init_conv(mut c: Conv1d, rng: &mut ChaCha8Rng) -> Conv1d {
+    redraw_conv(&mut c, rng);
+    c
+}
+
+/// Redraws a convolution's weights and bias with PyTorch's `Conv1d` initialisation.
+fn redraw_conv(c: &mut Conv1d, rng: &mut ChaCha8Rng) {
     let fan_in = (c.in_channels / c.groups * c.kernel_size) as f64;
     let bound = 1.0 / fan_in.sqrt();
     c.weight = uniform(rng, c.weight.len(), bound);
     if let Some(b) = &mut c.bias {
         *b = uniform(rng, b.len(), bound);
     }
-    c
+}
+
+/// A network of `layout`'s architecture — every layer, size, kernel, dilation, activation,
+/// gating and option as it is — with fresh PyTorch-default weights drawn from `seed`: the
+/// starting point for training any layout a file has (`dealias train --arch like:FILE`,
+/// e.g. NAM A2's per-layer kernels and convolutional head). Learned initial states start at
+/// zero; a WaveNet's `head_scale` (a setting of the layout, not trained by NAM) is kept.
+pub fn reinitialised(layout: &Network, seed: u64) -> Result<Network, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    match layout {
+        Network::Rnn(r) => {
+            let mut r = r.clone();
+            for l in &mut r.layers {
+                let k = 1.0 / (l.hidden_size as f64).sqrt();
+                l.w_ih = uniform(&mut rng, l.w_ih.len(), k);
+                l.w_hh = uniform(&mut rng, l.w_hh.len(), k);
+                for b in [&mut l.b_ih, &mut l.b_hh].into_iter().flatten() {
+                    *b = uniform(&mut rng, b.len(), k);
+                }
+                for s in [&mut l.initial_hidden, &mut l.initial_cell]
+                    .into_iter()
+                    .flatten()
+                {
+                    s.iter_mut().for_each(|v| *v = 0.0);
+                }
+            }
+            let fan_in = r.layers.last().map_or(1, |l| l.hidden_size);
+            let k = 1.0 / (fan_in as f64).sqrt();
+            r.head_weight = uniform(&mut rng, r.head_weight.len(), k);
+            if let Some(b) = &mut r.head_bias {
+                *b = uniform(&mut rng, b.len(), k);
+            }
+            Ok(Network::Rnn(r))
+        }
+        Network::WaveNet(w) => {
+            let mut w = w.clone();
+            w.visit_convs(&mut |c| redraw_conv(c, &mut rng));
+            Ok(Network::WaveNet(w))
+        }
+        other => Err(format!(
+            "a {} model has no layout to train from scratch (recurrent networks and WaveNets have)",
+            other.kind()
+        )),
+    }
 }
 
 fn initial_wavenet(size: WaveNetSize, rng: &mut ChaCha8Rng) -> WaveNet {
@@ -268,6 +317,64 @@ mod tests {
         assert_eq!(count("wavenet-feather"), 3_026);
         assert_eq!(count("lstm-40"), 6_921);
         assert_eq!(count("gru-8"), 3 * 8 * (1 + 8 + 2) + 8 + 1);
+    }
+
+    /// `reinitialised` keeps a layout (every setting; shapes by parameter count and the
+    /// configuration written back) and redraws every weight within PyTorch's bounds, seeded;
+    /// learned initial states start at zero and `head_scale` stays.
+    #[test]
+    fn reinitialised_keeps_the_layout_and_redraws_the_weights() {
+        let path = |p: &str| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(p)
+        };
+        for p in [
+            "nam07/a2_like/a2_like.nam",
+            "reference/nam_lstm_2x6/nam_lstm_2x6.nam",
+            "reference/guitarml_lstm5x2_skip_bias/guitarml_lstm5x2_skip_bias.json",
+        ] {
+            let t = crate::load_model(&path(p)).unwrap();
+            let a = reinitialised(&t.network, 5).unwrap();
+            assert_eq!(a, reinitialised(&t.network, 5).unwrap(), "{p}: not seeded");
+            assert_ne!(a.params(), reinitialised(&t.network, 6).unwrap().params());
+            assert_eq!(a.num_params(), t.network.num_params(), "{p}");
+            let mut same = a.clone();
+            same.set_params(&t.network.params()).unwrap();
+            assert_eq!(same, t.network, "{p}: the layout changed");
+            match &a {
+                Network::WaveNet(w) => {
+                    let Network::WaveNet(tw) = &t.network else {
+                        panic!()
+                    };
+                    assert_eq!(w.head_scale, tw.head_scale);
+                    let mut w = w.clone();
+                    w.visit_convs(&mut |c| {
+                        let b = 1.0 / ((c.in_channels / c.groups * c.kernel_size) as f64).sqrt();
+                        assert!(c
+                            .weight
+                            .iter()
+                            .chain(c.bias.iter().flatten())
+                            .all(|v| v.abs() < b));
+                    });
+                }
+                Network::Rnn(r) => {
+                    for l in &r.layers {
+                        let b = 1.0 / (l.hidden_size as f64).sqrt();
+                        assert!(l.w_ih.iter().chain(&l.w_hh).all(|v| v.abs() < b));
+                        for s in [&l.initial_hidden, &l.initial_cell].into_iter().flatten() {
+                            assert!(s.iter().all(|&v| v == 0.0));
+                        }
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+        let lin =
+            crate::load_model(&path("reference/nam_linear_bias/nam_linear_bias.nam")).unwrap();
+        assert!(reinitialised(&lin.network, 0)
+            .unwrap_err()
+            .contains("from scratch"));
     }
 
     #[test]

@@ -373,29 +373,34 @@ impl WaveNet {
     /// `[FiLM convs (w, b) in slot order]`, `head_rechannel (w[, b])`; then the post-head's
     /// convolutions; then `head_scale`.
     pub fn visit_params(&mut self, f: &mut dyn FnMut(&mut Vec<f64>)) {
+        self.visit_convs(&mut |c| c.visit_params(f));
+        f(&mut self.head_scale);
+    }
+
+    /// Visits every convolution in the order of [`WaveNet::visit_params`].
+    pub fn visit_convs(&mut self, f: &mut dyn FnMut(&mut Conv1d)) {
         for a in &mut self.layer_arrays {
-            a.rechannel.visit_params(f);
+            f(&mut a.rechannel);
             for l in &mut a.layers {
-                l.conv.visit_params(f);
-                l.input_mixer.visit_params(f);
+                f(&mut l.conv);
+                f(&mut l.input_mixer);
                 if let Some(c) = &mut l.one_by_one {
-                    c.visit_params(f);
+                    f(c);
                 }
                 if let Some(c) = &mut l.head1x1 {
-                    c.visit_params(f);
+                    f(c);
                 }
                 for film in l.films.0.iter_mut().flatten() {
-                    film.conv.visit_params(f);
+                    f(&mut film.conv);
                 }
             }
-            a.head_rechannel.visit_params(f);
+            f(&mut a.head_rechannel);
         }
         if let Some(h) = &mut self.head {
             for c in &mut h.layers {
-                c.visit_params(f);
+                f(c);
             }
         }
-        f(&mut self.head_scale);
     }
 
     /// Checks that the shapes chain; returns a message naming the first inconsistency.

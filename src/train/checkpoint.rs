@@ -273,12 +273,20 @@ impl Checkpoint {
             finite(&[nmr, esr, score, seconds], &format!("history[{i}]"))?;
         }
         // The best student is the last validation that improved (validations that miss the
-        // tone guard never improve, so it need not be the lowest score).
-        let best_in_history = self.history.iter().rev().find(|h| h.5).map(|h| h.4);
-        if best_in_history != self.best_score {
+        // tone guard never improve, so it need not be the lowest score); its value is the
+        // selection criterion's: the objective, or the NMR-S in dB.
+        let last = self.history.iter().rev().find(|h| h.5);
+        let consistent = match (last, self.best_score) {
+            (None, None) => true,
+            (Some(h), Some(b)) => b == h.4 || b == h.2,
+            _ => false,
+        };
+        if !consistent {
             return Err(format!(
-                "best_score {:?} is not the score of the history's last improvement ({:?})",
-                self.best_score, best_in_history
+                "best_score {:?} is not the score or NMR-S of the history's last improvement \
+                 ({:?})",
+                self.best_score,
+                last.map(|h| (h.4, h.2))
             ));
         }
         if self.epochs_without_improvement > self.history.len() {
