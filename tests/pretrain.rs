@@ -310,8 +310,16 @@ fn cli_trains_the_layout_of_a_file() {
     );
     let m = dealias::load_model(&out_path).unwrap();
     assert_eq!(m.format, dealias::Format::Nam);
+    // Every setting but head_scale, which dealias's trainer trains (NAM keeps it fixed; see
+    // the README's open point).
+    let without_scale = |d: &serde_json::Value| {
+        let mut c = d["config"].clone();
+        c.as_object_mut().unwrap().remove("head_scale");
+        c
+    };
     assert_eq!(
-        m.document["config"], t.document["config"],
+        without_scale(&m.document),
+        without_scale(&t.document),
         "configuration changed"
     );
     assert_eq!(m.document["architecture"], t.document["architecture"]);
@@ -357,8 +365,8 @@ fn cli_trains_the_layout_of_a_file() {
     let s = dealias::load_model(&sub_path).unwrap();
     assert!(!s.is_container());
     assert_eq!(
-        s.document["config"],
-        c.document["config"]["submodels"][0]["model"]["config"]
+        without_scale(&s.document),
+        without_scale(&c.document["config"]["submodels"][0]["model"])
     );
     assert_eq!(s.sample_rate, Some(48_000.0));
     let wrong = train(&template, &[], &dir.path().join("a2.json"));
