@@ -4,6 +4,8 @@
 //! samples/s (Throughput::Elements); the real-time factor (seconds of audio per second of
 //! computation) is printed next to it.
 //!
+//! Then the batched path (`process_batch`) on 1, 3 and 4 items, f64, one thread.
+//!
 //! Then the width sweep (f32, what a plugin runs): the NAM A1 layouts of real libraries
 //! (nano 4/2, feather 8/4, lite 12/6, standard 16/8, custom 18–32) and the two submodels of
 //! the trainer's packed A2 container (3 and 8 channels), with samples/s, multiply-adds per
@@ -150,11 +152,41 @@ fn widths(c: &mut Criterion) {
     g.finish();
 }
 
+/// The batched path (`Network::process_batch`, the training kernels; what the evaluation and
+/// the fine-tuning teacher pass use) on 1, 3 and 4 items of the 10 s signal, one thread: a
+/// batch smaller than the kernel's 4-row tile (the paper convention's 3 scales, the 2x
+/// oversampled evaluation's 2 chains) must not fall back to scalar code.
+fn batched(c: &mut Criterion, name: &str, m: &ModelFile) {
+    let x: Vec<f64> = input::<f64>();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a thread pool");
+    let mut g = c.benchmark_group("process_batch");
+    g.sample_size(10);
+    for items in [1usize, 3, 4] {
+        let inputs = vec![x.clone(); items];
+        let start = Instant::now();
+        pool.install(|| m.network.process_batch(&inputs));
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{name} batched, {items} item(s), 1 thread: {:.0} samples/s",
+            (items * x.len()) as f64 / secs
+        );
+        g.throughput(Throughput::Elements((items * x.len()) as u64));
+        g.bench_function(format!("{name}_{items}items"), |b| {
+            b.iter(|| pool.install(|| m.network.process_batch(std::hint::black_box(&inputs))))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let lstm = common::paper_or_builtin("paper-models/broadcast_lstm_teacher.json", "lstm");
     let wavenet = common::paper_or_builtin("paper-models/broadcast_tcn_teacher.nam", "wavenet");
     bench_one::<f32>(c, "broadcast_lstm40_f32", &lstm);
     bench_one::<f64>(c, "broadcast_lstm40_f64", &lstm);
+    batched(c, "broadcast_lstm40_f64", &lstm);
     let knobs = conditioned(&lstm);
     bench_one::<f32>(c, "broadcast_lstm40_knobs2_f32", &knobs);
     bench_one::<f64>(c, "broadcast_lstm40_knobs2_f64", &knobs);

@@ -105,7 +105,7 @@ enum Layout {
     /// A model file of that layout (its configuration is written out again; plain, a
     /// container's submodel having been taken out).
     Like {
-        template: ModelFile,
+        template: Box<ModelFile>,
         name: String,
     },
 }
@@ -145,7 +145,10 @@ impl Layout {
                  settings; it is not trained from scratch"
             );
         }
-        Ok(Layout::Like { template, name })
+        Ok(Layout::Like {
+            template: Box::new(template),
+            name,
+        })
     }
 
     fn name(&self) -> String {
@@ -192,9 +195,7 @@ fn layout_format(layout: &Layout, output: &Path) -> anyhow::Result<Format> {
     match layout {
         Layout::Builtin(a) => output_format(*a, output),
         Layout::Like { template, name } => {
-            let ext = output
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            let ext = extension(output);
             let want = match template.format {
                 Format::Nam => "nam",
                 _ => "json",
@@ -211,12 +212,16 @@ fn layout_format(layout: &Layout, output: &Path) -> anyhow::Result<Format> {
     }
 }
 
+/// The lower-case extension of `path`.
+fn extension(path: &Path) -> Option<String> {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+}
+
 /// The format a new model of a built-in architecture is written in, from the output's
 /// extension.
 fn output_format(arch: Architecture, output: &Path) -> anyhow::Result<Format> {
-    let ext = output
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let ext = extension(output);
     match (arch, ext.as_deref()) {
         (Architecture::Recurrent { .. }, Some("json")) => Ok(Format::GuitarMl),
         (Architecture::WaveNet(_), Some("nam")) => Ok(Format::Nam),

@@ -307,8 +307,7 @@ pub fn submodel_file(file: &ModelFile, index: usize) -> Result<ModelFile> {
             );
         }
     }
-    let sub = parse_model(document, None, file.pretty)?;
-    Ok(sub)
+    parse_model(document, None, file.pretty)
 }
 
 /// A new model of `template`'s layout holding `network` (trained at `sample_rate`): the

@@ -283,8 +283,8 @@ impl Checkpoint {
         };
         if !consistent {
             return Err(format!(
-                "best_score {:?} is not the score or NMR-S of the history's last improvement \
-                 ({:?})",
+                "best_score {:?} is not the score of the history's last improvement, nor its \
+                 NMR-S (score, NMR-S: {:?})",
                 self.best_score,
                 last.map(|h| (h.4, h.2))
             ));
